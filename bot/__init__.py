@@ -1,0 +1,1 @@
+"""salesbot's face: channels, conversation routing, delivery, HTTP server, CLI and settings."""

@@ -1,0 +1,34 @@
+"""Wires the pieces together from Settings: database, directory, router and its handlers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from bot.commands import register_basic
+from bot.identity import Directory
+from bot.router import Router
+from bot.settings import Settings
+from storage.db import create_schema, make_engine
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    directory: Directory
+    router: Router
+
+
+def build_app(settings: Settings) -> App:
+    """Everything the channels need; creates the data directory and the schema on first start."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    create_schema(engine)
+    directory = Directory(engine)
+    router = Router(directory)
+    register_basic(router)
+    return App(settings=settings, engine=engine, directory=directory, router=router)

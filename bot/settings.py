@@ -1,0 +1,87 @@
+"""All configuration, read once from the environment (prefix ``SALESBOT_``) or ``.env``.
+
+This is the only module that reads the environment; everything else takes plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TELEGRAM_FIELDS = ("telegram_token",)
+WECOM_FIELDS = ("wecom_corp_id", "wecom_secret", "wecom_agent_id", "wecom_token", "wecom_aes_key")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SALESBOT_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".salesbot"), description="Data directory (SQLite file, embedded Chroma).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in HOME.")
+    chroma_url: str | None = Field(None, description="Chroma server URL; unset = embedded in HOME.")
+    embedding_model: str | None = Field(
+        None, description="sentence-transformers model path or name; default: the bundled MiniLM."
+    )
+    org_file: Path | None = Field(None, description="Org YAML loaded by `salesbot demo`.")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for answer writing.")
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout: float = 20.0
+
+    telegram_token: SecretStr | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_base_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_webhook_secret: SecretStr | None = None
+
+    wecom_corp_id: str | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_agent_id: str | None = None
+    wecom_token: SecretStr | None = None
+    wecom_aes_key: SecretStr | None = None
+    wecom_api_base_url: str = "https://qyapi.weixin.qq.com/cgi-bin/"
+
+    admin_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens for /api/.")
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> Settings:
+        for name, fields in (("Telegram", TELEGRAM_FIELDS), ("WeCom", WECOM_FIELDS)):
+            present = [f for f in fields if getattr(self, f)]
+            if present and len(present) != len(fields):
+                missing = ", ".join(f"SALESBOT_{f.upper()}" for f in fields if f not in present)
+                raise SettingsError(f"{name} is partly configured; missing: {missing}")
+        if self.wecom_aes_key and len(self.wecom_aes_key.get_secret_value()) != 43:
+            raise SettingsError("SALESBOT_WECOM_AES_KEY must be 43 characters (the EncodingAESKey)")
+        return self
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_token is not None
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return self.wecom_corp_id is not None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'salesbot.db').resolve()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a problem becomes a SettingsError naming the setting."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SALESBOT_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise SettingsError(problems) from exc

@@ -1,0 +1,1 @@
+"""Documents in, answers and talk tracks out."""

@@ -1,0 +1,1 @@
+"""Tables, engine/session factory and org import. Imports none of the other packages."""

@@ -1,0 +1,196 @@
+"""The tables. One class per table; relations by id so every flow reads top-down."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlmodel import Field, SQLModel
+
+from storage.types import Money, UTCDateTime, utcnow
+
+
+def _json(default: Any = None, **kw: Any) -> Any:
+    factory = (lambda: type(default)()) if default is not None else None
+    return Field(default_factory=factory, sa_column=Column(JSON, nullable=default is None, **kw))
+
+
+def _when(nullable: bool = True, index: bool = False) -> Any:
+    if nullable:
+        return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=index))
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=index))
+
+
+def _money(nullable: bool = True) -> Any:
+    return Field(default=None if nullable else Decimal(0), sa_column=Column(Money(), nullable=nullable))
+
+
+class Role(enum.StrEnum):
+    rep = "rep"
+    manager = "manager"
+    admin = "admin"
+
+
+class User(SQLModel, table=True):
+    id: str = Field(primary_key=True, description="Stable login-like id, e.g. zhangsan")
+    name: str
+    role: Role
+    region: str | None = Field(default=None, index=True)
+    manager_id: str | None = Field(default=None, foreign_key="user.id", index=True)
+    telegram_id: str | None = Field(default=None, unique=True)
+    wecom_userid: str | None = Field(default=None, unique=True)
+    active: bool = True
+    extra: dict[str, Any] = _json({})
+
+
+class Product(SQLModel, table=True):
+    code: str = Field(primary_key=True)
+    name: str
+    keywords: list[str] = _json([])
+    description: str = ""
+
+
+class Customer(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+    region: str = Field(index=True)
+    owner_id: str = Field(foreign_key="user.id", index=True)
+    aliases: list[str] = _json([])
+    tags: dict[str, Any] = _json({})
+    extra: dict[str, Any] = _json({})
+
+
+class Contact(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("customer_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True)
+    name: str
+    title: str
+    influence: int = Field(default=3, description="1 (low) .. 5 (decides)")
+    focus: list[str] = _json([])
+
+
+class Opportunity(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True)
+    products: list[str] = _json([])
+    stage: str
+    amount: Decimal = _money(nullable=False)
+    stage_since: datetime | None = _when()
+    last_activity: datetime | None = _when()
+    status: str = Field(default="open", description="open | won | lost")
+
+
+class Document(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    title: str
+    library: str = Field(index=True)
+    issuer: str | None = None
+    region: str | None = None
+    effective_date: date | None = None
+    product_codes: list[str] = _json([])
+    source: str = ""
+    content_hash: str = Field(index=True)
+    version: int = 1
+    chunk_count: int = 0
+    created_at: datetime = _when(nullable=False)
+    extra: dict[str, Any] = _json({})
+
+
+class TagChange(SQLModel, table=True):
+    """History of every tag value, with where it came from."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_type: str = Field(description="customer | order | rep | region | event")
+    subject_id: str = Field(index=True)
+    tag: str
+    old_value: Any = _json()
+    new_value: Any = _json()
+    source: str
+    at: datetime = _when(nullable=False)
+
+
+class ActionRequest(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    requester_id: str = Field(foreign_key="user.id", index=True)
+    skill: str
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True)
+    params: dict[str, Any] = _json({})
+    amount: Decimal | None = _money()
+    status: str = Field(default="pending", index=True)
+    basis: dict[str, Any] = _json({})
+    reason: str = ""
+    reference: str | None = Field(default=None, unique=True)
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+
+
+class Approval(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="actionrequest.id", index=True)
+    approver_id: str = Field(foreign_key="user.id", index=True)
+    level: int = 1
+    status: str = Field(default="pending", index=True)
+    decided_by: str | None = None
+    decided_at: datetime | None = _when()
+    reason: str = ""
+    escalate_at: datetime | None = _when(index=True)
+    created_at: datetime = _when(nullable=False)
+    messages: dict[str, Any] = _json({})
+
+
+class Grant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str = Field(index=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True)
+    capability: str
+    limit: Decimal | None = _money()
+    approval_free: bool = False
+    starts_at: datetime = _when(nullable=False)
+    ends_at: datetime | None = _when()
+    uses_left: int | None = None
+    basis: dict[str, Any] = _json({})
+    closed_at: datetime | None = _when()
+    close_reason: str | None = None
+
+
+class Push(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, description="e.g. doc:<id>:v<version>:<user>; one push per key")
+    document_id: str | None = Field(default=None, index=True)
+    document_version: int = 0
+    user_id: str = Field(foreign_key="user.id", index=True)
+    kind: str = "talk_track"
+    body: dict[str, Any] = _json({})
+    status: str = Field(default="queued", index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = _when(nullable=False, index=True)
+    sent_at: datetime | None = _when()
+    feedback: str | None = None
+    created_at: datetime = _when(nullable=False)
+
+
+class AuditLog(SQLModel, table=True):
+    """Append-only: the ORM refuses updates and deletes (see the mapper events below)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(nullable=False, index=True)
+    actor: str
+    action: str
+    subject: str = Field(index=True)
+    detail: dict[str, Any] = _json({})
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+@event.listens_for(AuditLog, "before_update")
+@event.listens_for(AuditLog, "before_delete")
+def _refuse_audit_change(mapper: Any, connection: Any, target: AuditLog) -> None:
+    raise AppendOnlyError("the audit log is append-only")
