@@ -154,10 +154,11 @@ def register_actions(router: Router, settings: Settings, engine: Engine) -> Acti
         )
 
     @router.command("authority", "查看我现在能做什么、依据是什么", usage="[客户]")
-    async def authority(turn: Turn) -> Reply:
-        return Reply(
-            await asyncio.to_thread(authority_text, service, turn.user.id, turn.args.strip(), utcnow())
-        )
+    async def authority(turn: Turn) -> list[Reply]:
+        if turn.args.strip():
+            await asyncio.to_thread(service.sync_for, turn.user.id, turn.args.strip(), utcnow())
+        text = await asyncio.to_thread(authority_text, service, turn.user.id, turn.args.strip(), utcnow())
+        return [Reply(text)]
 
     @router.command("pending", "查看待我审批的申请", roles=["manager"])
     async def pending(turn: Turn) -> list[Reply] | Reply:

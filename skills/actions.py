@@ -153,17 +153,25 @@ class ActionService:
         return owner is not None and any(m.id == user.id for m in self.permissions.chain(session, owner))
 
     def authority_text(self, decision: Decision, skill: Skill) -> str:
-        if not decision.has_capability:
+        if not decision.has_capability or decision.authority == 0:
             return texts.AUTH_NONE
-        free = [s for s in decision.sources if s.approval_free]
+        free = [s for s in decision.sources if s.approval_free and s.limit != 0]
         if free:
             best = max(free, key=lambda s: (s.limit is None, s.limit or 0))
-            return (
-                texts.AUTH_FREE.format(limit=fmt_limit(skill.capability, best.limit))
-                if best.limit is not None
-                else texts.AUTH_YES
-            )
+            if best.limit is None:
+                return texts.AUTH_YES
+            return texts.AUTH_FREE.format(limit=fmt_limit(skill.capability, best.limit))
         return texts.AUTH_NEEDS.format(limit=fmt_limit(skill.capability, decision.authority))
+
+    def sync_for(self, user_id: str, customer_query: str, now: datetime) -> list[Notice]:
+        """Bring the grants for one customer (and its region) up to date, as a request would."""
+        with session_scope(self.engine) as session:
+            found = self.resolve_customer(session, customer_query)
+            if isinstance(found, str):
+                return []
+            changes = self.permissions.sync_region(session, found.region, now, actor=user_id)
+            changes += self.permissions.sync_customer(session, found, now, actor=user_id)
+            return self.grant_notices(session, changes)
 
     # requests ------------------------------------------------------------------------------
     def request(

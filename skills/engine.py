@@ -205,9 +205,7 @@ class PermissionEngine:
             return [owner.manager_id] if owner and owner.manager_id else []
         if rule.to == "region_reps":
             return list(
-                session.exec(
-                    select(User.id).where(User.region == region, User.role == Role.rep, User.active)
-                )
+                session.exec(select(User.id).where(User.region == region, User.role == Role.rep, User.active))
             )
         return []
 
@@ -428,6 +426,17 @@ class PermissionEngine:
                 changes += self.sync_customer(session, c, now, actor=actor)
             return changes
         return []
+
+    def sync_all(self, session: Session, now: datetime, *, actor: str = "system") -> list[GrantChange]:
+        """Re-evaluate every rule for every region and customer (after a reload or a bulk import)."""
+        rules = self.rules
+        changes: list[GrantChange] = []
+        regions = sorted({r for r in session.exec(select(Customer.region))})
+        for region in regions:
+            changes += self.sync_region(session, region, now, actor=actor, rules=rules)
+        for customer in session.exec(select(Customer).order_by(col(Customer.id))):
+            changes += self.sync_customer(session, customer, now, actor=actor, rules=rules)
+        return changes
 
     # authority -----------------------------------------------------------------------------
     def baseline(self, rules: RuleSet, user: User, capability: str) -> list[Source]:
