@@ -136,7 +136,10 @@ class RuleSet:
 def load_rules(path: Path) -> RuleSet:
     """Validate and compile a rules file as a whole; ``FileInvalid`` names file, line, rule id and reason."""
     doc = LocatedYaml(Path(path))
-    parsed = doc.validate(RulesFileIn)
+    try:
+        parsed = doc.validate(RulesFileIn)
+    except FileInvalid as exc:
+        raise FileInvalid([_with_rule_id(p, doc.data) for p in exc.problems]) from None
     problems: list[Problem] = []
 
     def bad(loc: list[str | int], reason: str, rule: RuleIn | None = None) -> None:
@@ -254,6 +257,19 @@ def load_rules(path: Path) -> RuleSet:
         rules=tuple(rules),
         by_subject={k: tuple(v) for k, v in by_subject.items()},
     )
+
+
+def _with_rule_id(p: Problem, data: Any) -> Problem:
+    """``rules[3].to`` -> ``rules[3] opinion-orange.to``: name the rule, not only its position."""
+    found = re.match(r"^rules\[(\d+)\]", p.field)
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not found or not isinstance(rules, list) or int(found.group(1)) >= len(rules):
+        return p
+    rule = rules[int(found.group(1))]
+    rule_id = rule.get("id") if isinstance(rule, dict) else None
+    if not rule_id:
+        return p
+    return Problem(p.file, p.line, f"{found.group(0)} {rule_id}{p.field[found.end():]}", p.reason)
 
 
 def _builtin(subject: str) -> set[str]:
