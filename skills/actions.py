@@ -211,14 +211,23 @@ class ActionService:
                 )
             customer_id = found.id
         key = key or self.default_key(user_id, skill.name, customer_id, params, now)
-        for _attempt in range(3):
+        for _attempt in range(5):
             try:
                 return self._request_tx(user_id, skill, customer_id, params, amount, key, now)
             except _Retry:
                 continue
             except IntegrityError:
-                break  # a concurrent duplicate won the unique idempotency key
+                if self._known_key(key):
+                    break  # a concurrent duplicate won the unique idempotency key
+                continue  # a concurrent request opened the same grant first: decide again
         return self._duplicate(key)
+
+    def _known_key(self, key: str) -> bool:
+        with Session(self.engine) as session:
+            return (
+                session.exec(select(ActionRequest.id).where(ActionRequest.idempotency_key == key)).first()
+                is not None
+            )
 
     @staticmethod
     def default_key(user_id: str, skill: str, customer_id: str, params: dict[str, Any], now: datetime) -> str:
@@ -434,7 +443,7 @@ class ActionService:
             "skill": skill.name,
             "customer_id": customer.id,
             "customer_name": customer.name,
-            "amount": str(req.amount) if req.amount is not None else None,
+            "amount": _plain(req.amount),
             "unit": skill.unit,
             "params": req.params,
             "requested_by": req.requester_id,
@@ -460,7 +469,7 @@ class ActionService:
                     "request_id": req.id,
                     "reference": reference,
                     "skill": skill.name,
-                    "amount": str(req.amount) if req.amount is not None else None,
+                    "amount": _plain(req.amount),
                     "authorised_by": authorised_by,
                 },
             )
@@ -792,6 +801,11 @@ class ActionService:
 
     def is_manager_of(self, session: Session, user: User, customer: Customer) -> bool:
         return user.role == Role.admin or self.may_act_for(session, user, customer)
+
+
+def _plain(amount: Decimal | None) -> str | None:
+    """300 for 300.0000 (PostgreSQL NUMERIC(18,4)) and 300 (SQLite): one spelling in payloads and audit."""
+    return None if amount is None else f"{Decimal(amount).normalize():f}"
 
 
 class _Retry(Exception):

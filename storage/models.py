@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
 from storage.types import Money, UTCDateTime, utcnow
@@ -144,6 +144,10 @@ class Approval(SQLModel, table=True):
 
 
 class Grant(SQLModel, table=True):
+    # one armed grant per rule, subject, recipient and capability: two requests racing to open the same
+    # grant cannot both succeed (the loser retries and finds the winner's grant)
+    __table_args__ = (Index("ux_grant_armed", "rule_id", "subject", "user_id", "capability", unique=True,
+                            sqlite_where=text("armed"), postgresql_where=text("armed")),)
     id: int | None = Field(default=None, primary_key=True)
     rule_id: str = Field(index=True)
     user_id: str = Field(foreign_key="user.id", index=True)

@@ -5,6 +5,7 @@ channels are merged: only ``Chat`` changes."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ async def test_within_authority_is_executed_at_once_with_its_basis(chat: Chat) -
     assert "本次授权依据：规则 bad-review-care" in text and "customer.nps=-20" in text
     with Session(chat.engine) as s:
         ledger = s.exec(select(ActionLedger)).one()
-        assert str(ledger.amount) == "300" and ledger.reference.startswith("CP-")
+        assert ledger.amount == Decimal(300) and ledger.reference.startswith("CP-")
         req = s.exec(select(ActionRequest)).one()
         assert req.status == "executed" and req.reason == "交付延迟"
         assert req.basis["consumed"]["name"] == "bad-review-care"  # tightest sufficient (300 < 500)

@@ -237,6 +237,7 @@ def test_engine_agrees_with_the_reference_model(ref_db, amount, flag, blocked, g
                 closed_at=None if g["closed"] is None else now + timedelta(seconds=g["closed"]),
                 uses_left=g["uses"],
                 subject="customer:c",
+                armed=False,
             )
             s.add(row)
             s.flush()
