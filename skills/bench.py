@@ -221,3 +221,75 @@ def run(n_rules: int = 50, n_customers: int = 10_000, repeats: int = 3, seed: in
         "decisions": {"engine": timed(decisions_engine), "python": timed(decisions_python)},
         "bulk": {"engine": timed(bulk_engine), "python": timed(bulk_python)},
     }
+
+
+def rules_yaml(rules: list[BenchRule]) -> str:
+    """The generated rules as a rules file (for the database-backed figure)."""
+    lines = ["tags:"] + [f"  {k}: {v}" for k, v in TAG_TYPES.items()]
+    lines += [
+        "caps: {compensation: 5000, price_adjust: 20, extended_warranty: 36}",
+        "roles:",
+        "  rep: {compensation: {limit: 0}}",
+        "rules:",
+    ]
+    for r in rules:
+        cond = r.condition.source.replace("'", "''")
+        lines.append(f"  - id: {r.id}")
+        lines.append(f"    when: '{cond}'")
+        if r.deny:
+            lines.append("    deny: [compensation]")
+        else:
+            lines.append(f"    grant: {{compensation: {{limit: {r.limit}}}}}")
+            lines.append("    approval_free: true")
+            lines.append("    exit: {when_false: true}")
+    return "\n".join(lines) + "\n"
+
+
+def run_db(n_rules: int = 50, n_customers: int = 1000, seed: int = 5) -> dict[str, Any]:
+    """Decisions through ``PermissionEngine.decide`` against a SQLite file (grants opened first)."""
+    import tempfile
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    from skills.engine import PermissionEngine
+    from skills.rules import load_rules
+    from storage.db import create_schema, make_engine, session_scope
+    from storage.models import Customer, User
+
+    rng = random.Random(seed)
+    rules = make_rules(n_rules, rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(rules_yaml(rules), encoding="utf-8")
+        perms = PermissionEngine(load_rules(path))
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        create_schema(engine)
+        now = datetime.now(UTC)
+        with session_scope(engine) as s:
+            s.add(User(id="rep", name="rep", role="rep", region="R"))
+            s.flush()
+            for i in range(n_customers):
+                s.add(
+                    Customer(id=f"c{i}", name=f"c{i}", region="R", owner_id="rep", tags=random_customer(rng))
+                )
+        t0 = time.perf_counter()
+        with session_scope(engine) as s:
+            for c in s.exec(__import__("sqlmodel").select(Customer)):
+                perms.sync_customer(s, c, now)
+        sync_s = time.perf_counter() - t0
+        with Session(engine) as s:
+            user = s.get(User, "rep")
+            customers = [s.get(Customer, f"c{i}") for i in range(n_customers)]
+            t0 = time.perf_counter()
+            for c in customers:
+                perms.decide(s, user, c, "compensation", Decimal(250), now)
+            dt = time.perf_counter() - t0
+        engine.dispose()
+    return {
+        "customers": n_customers,
+        "decisions_per_s": n_customers / dt,
+        "seconds": dt,
+        "sync_seconds": sync_s,
+    }

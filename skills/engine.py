@@ -460,7 +460,9 @@ class PermissionEngine:
         ctx: EvalContext | None = None,
     ) -> list[Source]:
         query = select(Grant).where(
-            Grant.user_id == user.id, Grant.capability == capability, col(Grant.closed_at).is_(None)
+            Grant.user_id == user.id,
+            Grant.capability == capability,
+            or_(col(Grant.closed_at).is_(None), col(Grant.closed_at) > now),
         )
         if customer is not None:
             query = query.where(

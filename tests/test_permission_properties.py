@@ -246,3 +246,50 @@ def test_engine_agrees_with_the_reference_model(ref_db, amount, flag, blocked, g
         d = perms.decide(s, s.get(User, "u"), s.get(Customer, "c"), "compensation", amount, now)
     expected = reference(amount, flag, blocked, grants)
     assert (d.outcome, d.consume.grant_id if d.consume else None) == expected
+
+
+# ---- whole flow: whatever is requested and approved, nothing above the cap is ever executed ----------
+
+cap_amounts = st.one_of(
+    st.sampled_from(["4999.99", "5000", "5000.01", "300", "300.01", "500", "2000.01"]),
+    st.decimals(min_value=Decimal("0.01"), max_value=Decimal("9000"), places=2).map(str),
+)
+
+
+@pytest.fixture
+def flow_db(sqlite_engine: Engine) -> Engine:
+    from tests.perm_helpers import seeded
+
+    return seeded(sqlite_engine)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    requests=st.lists(
+        st.tuples(st.sampled_from(["zhangsan", "chenchen"]), cap_amounts), min_size=1, max_size=4
+    ),
+    approver=st.sampled_from(["wangjing", "lihua", "zhoujh"]),
+)
+def test_no_executed_action_ever_exceeds_the_cap(flow_db: Engine, requests, approver) -> None:
+    from sqlmodel import select
+
+    from storage.models import ActionLedger, Approval
+    from tests.perm_helpers import service
+
+    svc = service(flow_db)
+    customer = {"zhangsan": "bj-pku3", "chenchen": "js-gulou"}
+    for user, amount in requests:
+        svc.request(
+            user,
+            "compensation",
+            customer[user],
+            {"amount": amount},
+            key=f"k{svc!r}{user}{amount}{id(requests)}",
+        )
+    with Session(flow_db) as s:
+        pending = [a.id for a in s.exec(select(Approval).where(Approval.status == "pending"))]
+    for approval_id in pending:
+        for who in (approver, "zhoujh"):
+            svc.decide_approval(who, approval_id, True)
+    with Session(flow_db) as s:
+        assert all(row.amount <= Decimal(5000) for row in s.exec(select(ActionLedger)))
