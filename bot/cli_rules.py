@@ -182,9 +182,10 @@ def bench_permissions(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """权限引擎基准：每秒决策数，以及批量改标签后全部规则重新求值的耗时；与纯 Python 谓词对比。"""
-    from skills.bench import run
+    from skills.bench import run, run_db
 
     result = run(rules, customers, repeats)
+    result["database"] = run_db(rules, min(customers, 1000))
     result["machine"] = f"{platform.machine()}, {_cpus()} CPU, Python {sys.version.split()[0]}"
     result["date"] = utcnow().strftime("%Y-%m-%d")
     if as_json:
@@ -205,6 +206,11 @@ def bench_permissions(
     typer.echo(
         f"  比值 python/engine: 决策 {d['python']['median_rate'] / d['engine']['median_rate']:.2f}x，"
         f"批量 {b['engine']['median_s'] / b['python']['median_s']:.2f}x"
+    )
+    db = result["database"]
+    typer.echo(
+        f"  经数据库（SQLite，{db['customers']} 个客户，50 个代表）: 决策 {db['decisions_per_s']:,.0f}/s；"
+        f"为全部客户开放授权 {db['sync_seconds']:.1f}s"
     )
 
 

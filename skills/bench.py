@@ -268,11 +268,18 @@ def run_db(n_rules: int = 50, n_customers: int = 1000, seed: int = 5) -> dict[st
         create_schema(engine)
         now = datetime.now(UTC)
         with session_scope(engine) as s:
-            s.add(User(id="rep", name="rep", role="rep", region="R"))
+            for r in range(50):  # 50 reps sharing the customers, as in a real region
+                s.add(User(id=f"rep{r}", name=f"rep{r}", role="rep", region="R"))
             s.flush()
             for i in range(n_customers):
                 s.add(
-                    Customer(id=f"c{i}", name=f"c{i}", region="R", owner_id="rep", tags=random_customer(rng))
+                    Customer(
+                        id=f"c{i}",
+                        name=f"c{i}",
+                        region="R",
+                        owner_id=f"rep{i % 50}",
+                        tags=random_customer(rng),
+                    )
                 )
         t0 = time.perf_counter()
         with session_scope(engine) as s:
@@ -280,11 +287,11 @@ def run_db(n_rules: int = 50, n_customers: int = 1000, seed: int = 5) -> dict[st
                 perms.sync_customer(s, c, now)
         sync_s = time.perf_counter() - t0
         with Session(engine) as s:
-            user = s.get(User, "rep")
             customers = [s.get(Customer, f"c{i}") for i in range(n_customers)]
+            users = {u.id: u for u in s.exec(__import__("sqlmodel").select(User))}
             t0 = time.perf_counter()
             for c in customers:
-                perms.decide(s, user, c, "compensation", Decimal(250), now)
+                perms.decide(s, users[c.owner_id], c, "compensation", Decimal(250), now)
             dt = time.perf_counter() - t0
         engine.dispose()
     return {

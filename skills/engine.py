@@ -459,20 +459,33 @@ class PermissionEngine:
         now: datetime,
         ctx: EvalContext | None = None,
     ) -> list[Source]:
-        query = select(Grant).where(
-            Grant.user_id == user.id,
-            Grant.capability == capability,
-            or_(col(Grant.closed_at).is_(None), col(Grant.closed_at) > now),
+        t = Grant.__table__.c  # plain rows, not ORM objects: this is on every request's path
+        query = select(
+            t.id,
+            t.rule_id,
+            t.limit,
+            t.approval_free,
+            t.starts_at,
+            t.ends_at,
+            t.closed_at,
+            t.uses_left,
+            t.customer_id,
+            t.region,
+            t.basis,
+        ).where(
+            t.user_id == user.id,
+            t.capability == capability,
+            or_(t.closed_at.is_(None), t.closed_at > now),
+            t.starts_at <= now,
+            or_(t.ends_at.is_(None), t.ends_at > now),
+            or_(t.uses_left.is_(None), t.uses_left > 0),
         )
         if customer is not None:
             query = query.where(
-                or_(
-                    Grant.customer_id == customer.id,
-                    (col(Grant.customer_id).is_(None)) & (Grant.region == customer.region),
-                )
+                or_(t.customer_id == customer.id, t.customer_id.is_(None) & (t.region == customer.region))
             )
         out = []
-        for g in session.exec(query):
+        for g in session.execute(query):
             rule = rules.rule(g.rule_id)
             if rule is None or not grant_active(g, now):
                 continue  # lapsed (rule gone), expired or used up

@@ -122,6 +122,7 @@ class RuleSet:
     users: dict[str, dict[str, Permit]]
     rules: tuple[Rule, ...]
     by_subject: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    by_id: dict[str, Rule] = field(default_factory=dict)
 
     def permits(self, subject: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.by_subject.get(subject, ()) if not r.is_deny)
@@ -130,7 +131,7 @@ class RuleSet:
         return tuple(r for r in self.by_subject.get(subject, ()) if r.is_deny)
 
     def rule(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        return self.by_id.get(rule_id)
 
 
 def load_rules(path: Path) -> RuleSet:
@@ -256,6 +257,7 @@ def load_rules(path: Path) -> RuleSet:
         users={k: permits_of(v) for k, v in parsed.users.items()},
         rules=tuple(rules),
         by_subject={k: tuple(v) for k, v in by_subject.items()},
+        by_id={r.id: r for r in rules},
     )
 
 
@@ -269,7 +271,7 @@ def _with_rule_id(p: Problem, data: Any) -> Problem:
     rule_id = rule.get("id") if isinstance(rule, dict) else None
     if not rule_id:
         return p
-    return Problem(p.file, p.line, f"{found.group(0)} {rule_id}{p.field[found.end():]}", p.reason)
+    return Problem(p.file, p.line, f"{found.group(0)} {rule_id}{p.field[found.end() :]}", p.reason)
 
 
 def _builtin(subject: str) -> set[str]:
