@@ -255,6 +255,7 @@ def _audit_detail(detail: dict) -> str:
         "user",
         "to",
         "why",
+        "authorised_by",
     )
     return " ".join(f"{k}={detail[k]}" for k in keys if detail.get(k) not in (None, "", [], {}))
 

@@ -249,3 +249,12 @@ async def test_price_both_directions_and_plain_chinese_price(chat: Chat) -> None
     assert "调价 -12%" in own(await chat.say("lisi", "给积水潭降价12%"))
     assert "调价 +2%" in own(await chat.say("zhangsan", "/price 协和 2"))
     assert "超出了你当前的权限" in own(await chat.say("zhangsan", "/price 协和 -4"))
+
+
+async def test_plain_chinese_request_from_the_product_text(chat: Chat) -> None:
+    replies = await chat.say("zhangsan", "给协和发300元补偿，因为交付延迟")
+    assert "已提交给 王静 审批" in own(replies)
+    card = next(r for r in replies if r.to == "wangjing")
+    assert "北京协和医院" in card.text and "300 元" in card.text and "原因：交付延迟" in card.text
+    with Session(chat.engine) as s:
+        assert s.exec(select(ActionRequest)).one().reason == "交付延迟"
