@@ -258,3 +258,22 @@ async def test_plain_chinese_request_from_the_product_text(chat: Chat) -> None:
     assert "北京协和医院" in card.text and "300 元" in card.text and "原因：交付延迟" in card.text
     with Session(chat.engine) as s:
         assert s.exec(select(ActionRequest)).one().reason == "交付延迟"
+
+
+async def test_amount_above_the_managers_authority_goes_to_the_first_manager_who_covers_it(
+    chat: Chat,
+) -> None:
+    replies = await chat.say("zhangsan", "/comp 北医三院 3000 重大客诉")
+    assert "已提交给 周建华 审批" in own(replies)
+    assert [r.to for r in replies if r.buttons] == ["zhoujh"]
+    # nobody above the director: the first timeout expires it, and the rep is told
+    notices = chat.service.process_due_approvals(utcnow() + timedelta(hours=4, seconds=1))
+    assert any(n.to == "zhangsan" and "已过期" in n.text for n in notices)
+
+
+async def test_pending_approvals_survive_a_restart(chat: Chat, tmp_path: Path) -> None:
+    await chat.say("zhangsan", "/comp 北医三院 800")
+    payload = chat.buttons["wangjing"][0]
+    restarted = Chat(chat.engine, tmp_path)  # a new process: new router, service and rules holder
+    assert "待你审批的申请（1）" in own(await restarted.say("wangjing", "/pending"))
+    assert "你已批准" in own(await restarted.press("wangjing", payload))
