@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bot.commands import register_basic
+from bot.handlers_actions import register_actions
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
@@ -20,6 +22,7 @@ class App:
     engine: Engine
     directory: Directory
     router: Router
+    actions: Any = None  # skills.actions.ActionService: the scheduler calls .process_due_approvals(now)
 
 
 def build_app(settings: Settings) -> App:
@@ -31,4 +34,5 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
-    return App(settings=settings, engine=engine, directory=directory, router=router)
+    actions = register_actions(router, settings, engine)
+    return App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)
