@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from bot.commands import register_basic
+from bot.handlers_signals import register_signals
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
@@ -31,4 +32,5 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
+    register_signals(router, engine)
     return App(settings=settings, engine=engine, directory=directory, router=router)

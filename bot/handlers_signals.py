@@ -1,0 +1,71 @@
+"""Chat side of the signals skills: /note and "记一下：...", its correction buttons, /health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot.messages import Button, Reply
+from bot.router import Router, Turn
+from skills.notices import Notice
+from skills.signals import texts
+from skills.signals.notes import record_note, undo_note
+from storage.models import Product, Role
+
+
+def notice_reply(notice: Notice) -> Reply:
+    """A skill's notice as a reply pushed to ``notice.to``."""
+    buttons = (tuple(Button(label, payload) for label, payload in notice.buttons),) if notice.buttons else ()
+    return Reply(notice.text, buttons=buttons, to=notice.to)
+
+
+def notice_replies(notices: Iterable[Notice], sender: str | None = None) -> list[Reply]:
+    """Notices for the sender come back as plain replies; the rest are pushes to their user."""
+    out = []
+    for n in notices:
+        reply = notice_reply(n)
+        out.append(Reply(reply.text, reply.buttons) if n.to == sender else reply)
+    return out
+
+
+def register_signals(router: Router, engine: Engine) -> None:
+    writers = (Role.rep, Role.manager)
+
+    def product_names() -> dict[str, str]:
+        with Session(engine) as s:
+            return {p.code: p.name for p in s.exec(select(Product))}
+
+    async def note(turn: Turn, text: str) -> list[Reply]:
+        if not text.strip():
+            return [Reply(texts.NOTE_USAGE)]
+        out = await asyncio.to_thread(record_note, engine, turn.user.id, text)
+        buttons = tuple(Button(label, payload) for label, payload in out.buttons())
+        first = Reply(out.text(product_names()), buttons=(buttons,) if buttons else ())
+        return [first, *notice_replies(out.notices, turn.user.id)]
+
+    @router.command("note", "记录客户反馈（自动识别竞品、投诉、到货延迟、意向、情绪）", roles=writers,
+                    usage="客户 内容")
+    async def note_command(turn: Turn) -> list[Reply]:
+        return await note(turn, turn.args)
+
+    @router.intent(r"^\s*(?:帮我|麻烦)?(?:记一下|记录一下|记下|记个|备注)\s*[:：,，]?", roles=writers)
+    async def note_intent(turn: Turn) -> list[Reply]:
+        return await note(turn, turn.args)
+
+    async def correct(turn: Turn, signal: str, tag: str | None) -> list[Reply]:
+        if not signal.isdigit():
+            return [Reply(texts.UNDO_UNKNOWN.format(id=signal))]
+        out = await asyncio.to_thread(undo_note, engine, int(signal), turn.user.id, tag=tag)
+        return [Reply(out.text), *notice_replies(out.notices, turn.user.id)]
+
+    @router.button("note_undo")
+    async def undo_button(turn: Turn) -> list[Reply]:
+        return await correct(turn, turn.args, None)
+
+    @router.button("note_drop")
+    async def drop_button(turn: Turn) -> list[Reply]:
+        signal, _, tag = turn.args.partition(":")
+        return await correct(turn, signal, tag or None)
