@@ -12,8 +12,10 @@ from bot.messages import Button, Reply
 from bot.router import Router, Turn
 from skills.notices import Notice
 from skills.signals import texts
+from skills.signals.health import HealthConfig, recompute_health
 from skills.signals.notes import record_note, undo_note
-from storage.models import Product, Role
+from storage.models import Product, Role, User
+from storage.types import utcnow
 
 
 def notice_reply(notice: Notice) -> Reply:
@@ -31,8 +33,9 @@ def notice_replies(notices: Iterable[Notice], sender: str | None = None) -> list
     return out
 
 
-def register_signals(router: Router, engine: Engine) -> None:
+def register_signals(router: Router, engine: Engine, health: HealthConfig | None = None) -> None:
     writers = (Role.rep, Role.manager)
+    health = health or HealthConfig()
 
     def product_names() -> dict[str, str]:
         with Session(engine) as s:
@@ -69,3 +72,30 @@ def register_signals(router: Router, engine: Engine) -> None:
     async def drop_button(turn: Turn) -> list[Reply]:
         signal, _, tag = turn.args.partition(":")
         return await correct(turn, signal, tag or None)
+
+    @router.command("health", "查看商机健康度（经理看团队）", roles=writers)
+    async def health_command(turn: Turn) -> Reply:
+        scores = await asyncio.to_thread(recompute_health, engine, utcnow(), health)
+        with Session(engine) as s:
+            users = {u.id: u for u in s.exec(select(User))}
+        me = turn.user.id
+        mine = [h for h in scores if h.owner_id == me or _under(users, h.owner_id, me)]
+        if not mine:
+            return Reply(texts.HEALTH_NONE)
+        lines = [texts.HEALTH_MINE_HEADER.format(count=len(mine))]
+        for h in mine[:20]:
+            who = "" if h.owner_id == me else f"{users[h.owner_id].name}｜" if h.owner_id in users else ""
+            lines.append(who + texts.HEALTH_MINE_ITEM.format(opp=h.opportunity_id, customer=h.customer_name,
+                                                             stage=h.stage, health=h.explain()))
+        return Reply("\n".join(lines))
+
+
+def _under(users: dict[str, User], user_id: str, manager_id: str) -> bool:
+    seen: set[str] = set()
+    current = users.get(user_id)
+    while current is not None and current.manager_id and current.id not in seen:
+        seen.add(current.id)
+        if current.manager_id == manager_id:
+            return True
+        current = users.get(current.manager_id)
+    return False

@@ -163,15 +163,16 @@ def ingest_journey_events(engine: Engine, events: Iterable[Mapping[str, Any] | J
         report.rejected += [(-1, f"customer: unknown customer {e.customer!r} ({e.event_id})")
                             for e in valid if e.customer and e.customer not in customers]
         new_ids: list[int] = []
-        for start in range(0, len(known), chunk):
+        stmt = insert_ignoring(session, JourneyEvent, ["event_id"]).returning(JourneyEvent.__table__.c.id)
+        for start in range(0, len(known), chunk):  # executemany: one compiled statement, batched VALUES
             rows = [_row(e, source, received) for e in known[start:start + chunk]]
-            stmt = insert_ignoring(session, JourneyEvent, ["event_id"]).values(rows)
-            new_ids += [r[0] for r in session.execute(stmt.returning(JourneyEvent.__table__.c.id))]
+            new_ids += [r[0] for r in session.execute(stmt, rows)]
         report.accepted = len(new_ids)
         report.duplicates = len(valid) - len(new_ids) - sum(1 for e in valid if e.customer and
                                                            e.customer not in customers)
-        fresh = list(session.exec(select(JourneyEvent).where(col(JourneyEvent.id).in_(new_ids))
-                                  .order_by(col(JourneyEvent.at)))) if new_ids else []
+        table = JourneyEvent.__table__
+        fresh = list(session.execute(select(table).where(table.c.id.in_(new_ids)).order_by(table.c.at))
+                     ) if new_ids else []
         instant, report.pending = on_new_events(session, rules, fresh, customers, received)
         report.outcome = record_breakpoints(session, instant, customers, received, repeat_days)
     return report

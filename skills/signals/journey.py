@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 
 import cel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -98,6 +98,8 @@ class JourneyRule:
 class JourneyRules:
     rules: list[JourneyRule]
     errors: dict[str, int] = field(default_factory=dict)  # rule id -> evaluations that failed (fail closed)
+    # one conversion per event, shared by its rules; the result needs ``add_variable(name, value)``
+    context: Callable[[dict[str, Any]], Any] = cel.Context
 
     def by_id(self) -> dict[str, JourneyRule]:
         return {r.id: r for r in self.rules}
@@ -180,7 +182,7 @@ def _bound_names(src: str) -> set[str]:
 
 # evaluation ----------------------------------------------------------------------------------------
 
-def event_map(e: JourneyEvent) -> dict[str, Any]:
+def event_map(e: Any) -> dict[str, Any]:
     """What a rule sees as ``event`` / ``other``. Optional measures are absent when not reported,
     so a rule on them is false for events that lack them (fail closed)."""
     m: dict[str, Any] = {"kind": e.kind, "page": e.page, "page_type": e.page_type, "source": e.source,
@@ -200,7 +202,7 @@ def customer_map(c: Customer | None) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Candidate:
     rule: JourneyRule
-    event: JourneyEvent
+    event: Any  # a JourneyEvent or a row of its table
 
 
 @dataclass
@@ -212,7 +214,7 @@ class Outcome:
     pending: int = 0
 
 
-def on_new_events(session: Session, rules: JourneyRules, events: Sequence[JourneyEvent],
+def on_new_events(session: Session, rules: JourneyRules, events: Sequence[Any],
                   customers: dict[str, Customer], now: datetime) -> tuple[list[Candidate], int]:
     """Evaluate triggers of freshly stored events: instant breakpoints now, windows as pending rows."""
     instant: list[Candidate] = []
@@ -222,7 +224,7 @@ def on_new_events(session: Session, rules: JourneyRules, events: Sequence[Journe
         if not candidates:
             continue
         customer = customers.get(e.customer_id or "")
-        ctx = cel.Context({"event": event_map(e), "customer": customer_map(customer)})
+        ctx = rules.context({"event": event_map(e), "customer": customer_map(customer)})
         for rule in candidates:
             if not rules.check(rule.when, rule.id, ctx):
                 continue
@@ -233,8 +235,7 @@ def on_new_events(session: Session, rules: JourneyRules, events: Sequence[Journe
                 pending.append({"rule_id": rule.id, "trigger_event_id": e.id, "subject": e.subject,
                                 "due_at": e.at + rule.within})
     if pending:
-        stmt = insert_ignoring(session, JourneyPending, ["rule_id", "trigger_event_id"])
-        session.execute(stmt.values(pending))
+        session.execute(insert_ignoring(session, JourneyPending, ["rule_id", "trigger_event_id"]), pending)
     return instant, len(pending)
 
 
@@ -247,8 +248,9 @@ def evaluate_due(engine: Engine, rules: JourneyRules, now: datetime, *, lateness
                                 .order_by(col(JourneyPending.due_at))))
         if not due:
             return Outcome()
-        triggers = {e.id: e for e in session.exec(select(JourneyEvent).where(
-            col(JourneyEvent.id).in_({p.trigger_event_id for p in due})))}
+        events = JourneyEvent.__table__  # plain rows (attribute access, no ORM identity map): faster
+        triggers = {e.id: e for e in session.execute(select(events).where(
+            events.c.id.in_({p.trigger_event_id for p in due})))}
         customers = _customers(session, {e.customer_id for e in triggers.values() if e.customer_id})
         found: list[Candidate] = []
         spans: dict[str, tuple[datetime, datetime]] = {}
@@ -257,9 +259,14 @@ def evaluate_due(engine: Engine, rules: JourneyRules, now: datetime, *, lateness
             if trigger is not None:
                 lo, hi = spans.get(p.subject, (trigger.at, p.due_at))
                 spans[p.subject] = (min(lo, trigger.at), max(hi, p.due_at))
-        timelines = {subject: list(session.exec(select(JourneyEvent).where(
-            JourneyEvent.subject == subject, col(JourneyEvent.at) >= lo, col(JourneyEvent.at) <= hi)
-            .order_by(col(JourneyEvent.at)))) for subject, (lo, hi) in spans.items()}
+        timelines: dict[str, list[Any]] = {}
+        subjects = sorted(spans)
+        for i in range(0, len(subjects), 500):  # one query per 500 subjects, over their joint span
+            part = subjects[i:i + 500]
+            lo, hi = min(spans[x][0] for x in part), max(spans[x][1] for x in part)
+            in_span = (events.c.subject.in_(part), events.c.at >= lo, events.c.at <= hi)
+            for e in session.execute(select(events).where(*in_span).order_by(events.c.at)):
+                timelines.setdefault(e.subject, []).append(e)
         for p in due:
             rule, trigger = by_id.get(p.rule_id), triggers.get(p.trigger_event_id)
             if rule is None or trigger is None or rule.within is None:
@@ -271,15 +278,18 @@ def evaluate_due(engine: Engine, rules: JourneyRules, now: datetime, *, lateness
         return record_breakpoints(session, found, customers, now, repeat_days)
 
 
-def _followed(rules: JourneyRules, rule: JourneyRule, trigger: JourneyEvent, timeline: list[JourneyEvent],
+def _followed(rules: JourneyRules, rule: JourneyRule, trigger: Any, timeline: list[Any],
               customer: Customer | None) -> bool:
     assert rule.within is not None
     end = trigger.at + rule.within
-    base = {"event": event_map(trigger), "customer": customer_map(customer)}
+    ctx = None
     for other in timeline:
         if other.id == trigger.id or other.at <= trigger.at or other.at > end:
             continue
-        if rules.check(rule.unless, rule.id, cel.Context({**base, "other": event_map(other)})):
+        if ctx is None:  # converted once per trigger; only ``other`` changes between checks
+            ctx = rules.context({"event": event_map(trigger), "customer": customer_map(customer)})
+        ctx.add_variable("other", event_map(other))
+        if rules.check(rule.unless, rule.id, ctx):
             return True
     return False
 
@@ -301,8 +311,8 @@ def record_breakpoints(session: Session, found: Iterable[Candidate], customers: 
                      "trigger_event_id": c.event.event_id, "at": c.event.at, "detected_at": now}
     if not rows:
         return Outcome()
-    stmt = insert_ignoring(session, Breakpoint, ["rule_id", "subject", "episode"]).values(list(rows.values()))
-    new_ids = [r[0] for r in session.execute(stmt.returning(Breakpoint.__table__.c.id))]
+    stmt = insert_ignoring(session, Breakpoint, ["rule_id", "subject", "episode"])
+    new_ids = [r[0] for r in session.execute(stmt.returning(Breakpoint.__table__.c.id), list(rows.values()))]
     if not new_ids:
         return Outcome()
     created = list(session.exec(select(Breakpoint).where(col(Breakpoint.id).in_(new_ids)).order_by(
@@ -313,16 +323,23 @@ def record_breakpoints(session: Session, found: Iterable[Candidate], customers: 
 def alerts(session: Session, created: list[Breakpoint], customers: dict[str, Customer],
            repeat_days: int, names: dict[str, str] | None = None) -> list[Notice]:
     """The owning rep hears of each breakpoint; their manager too when it repeats within the window."""
-    notices: list[Notice] = []
+    created = [bp for bp in created if bp.customer_id in customers]  # anonymous visitors: heatmap only
+    if not created:
+        return []
     rule_names = names or {}
+    window = timedelta(days=repeat_days)
+    history: dict[tuple[str, str], list[datetime]] = {}
+    recent = select(Breakpoint.subject, Breakpoint.rule_id, Breakpoint.at).where(
+        col(Breakpoint.subject).in_({bp.subject for bp in created}),
+        col(Breakpoint.at) >= min(bp.at for bp in created) - window)
+    for subject, rule_id, at in session.exec(recent):
+        history.setdefault((subject, rule_id), []).append(at)
+    owners = {c.owner_id for c in customers.values()}
+    users = {u.id: u for u in session.exec(select(User).where(col(User.id).in_(owners)))}
+    notices: list[Notice] = []
     for bp in created:
-        customer = customers.get(bp.customer_id or "")
-        if customer is None:
-            continue  # anonymous visitor: counted in the heatmap, nobody to tell
-        since = bp.at - timedelta(days=repeat_days)
-        count = session.exec(select(func.count()).select_from(Breakpoint).where(
-            Breakpoint.subject == bp.subject, Breakpoint.rule_id == bp.rule_id,
-            col(Breakpoint.at) >= since, col(Breakpoint.at) <= bp.at)).one()
+        customer = customers[bp.customer_id or ""]
+        count = sum(1 for at in history.get((bp.subject, bp.rule_id), []) if bp.at - window <= at <= bp.at)
         rule = rule_names.get(bp.rule_id, bp.rule_id)
         at = (bp.at.astimezone(UTC) + CHINA).strftime("%m-%d %H:%M")
         text = texts.BREAKPOINT_ALERT.format(customer=customer.name, rule=rule, at=at,
@@ -330,7 +347,7 @@ def alerts(session: Session, created: list[Breakpoint], customers: dict[str, Cus
         if count > 1:
             text += texts.BREAKPOINT_REPEAT.format(days=repeat_days, count=count)
         notices.append(Notice(customer.owner_id, text, kind="breakpoint"))
-        owner = session.get(User, customer.owner_id)
+        owner = users.get(customer.owner_id)
         if count > 1 and owner and owner.manager_id:
             notices.append(Notice(owner.manager_id, texts.BREAKPOINT_MANAGER.format(
                 customer=customer.name, owner=owner.name, rule=rule, days=repeat_days, count=count),

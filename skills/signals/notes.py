@@ -146,6 +146,11 @@ def record_note(engine: Engine, user_id: str, text: str, *, now: datetime | None
                         created_at=when)
         session.add(signal)
         session.flush()
+        if opportunity is not None:  # a note on an opportunity is activity on it
+            opp = session.get(Opportunity, opportunity)
+            if opp is not None and (opp.last_activity is None or opp.last_activity < when):
+                opp.last_activity = when
+                session.add(opp)
         changes = _changes(customer, found)
         rows = apply_tag_changes(session, customer.id, changes, f"note:{signal.id}", at=when)
         session.add(AuditLog(actor=user.id, action="note", subject=f"customer:{customer.id}",
