@@ -95,6 +95,7 @@ def render_png(h: Heatmap, names: dict[str, str], path: Path, *, title: str = "å
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     family = chinese_font() if font == "auto" else font
     legend: dict[str, str] = {}
@@ -107,11 +108,12 @@ def render_png(h: Heatmap, names: dict[str, str], path: Path, *, title: str = "å
         col_labels = [f"R{i}" for i in range(1, len(h.regions) + 1)]
         legend = {f"R{i}": region for i, region in enumerate(h.regions, 1)}
         legend.update({r: names.get(r, r) for r in h.rules})
-        heading = "Customer-journey breakpoints (rule x region)"
+        heading = "Journey breakpoints: rule x region"
     grid = [[h.counts.get((r, g), 0) for g in h.regions] for r in h.rules] or [[0]]
     rc = {"font.family": [family, "DejaVu Sans"]} if family else {}
     with plt.rc_context(rc):
-        size = (2.2 + 1.3 * max(1, len(h.regions)), 1.4 + 0.55 * max(1, len(h.rules)))
+        label = max((_width(x) for x in row_labels), default=4) * (0.085 if family else 0.075)
+        size = (max(5.0, 1.6 + label + 1.2 * max(1, len(h.regions))), 1.6 + 0.55 * max(1, len(h.rules)))
         fig, ax = plt.subplots(figsize=size, dpi=120)
         image = ax.imshow(grid, cmap="YlOrRd", aspect="auto", vmin=0)
         ax.set_xticks(range(len(col_labels)), col_labels)
@@ -122,8 +124,10 @@ def render_png(h: Heatmap, names: dict[str, str], path: Path, *, title: str = "å
             for j, value in enumerate(row):
                 ax.text(j, i, str(value), ha="center", va="center",
                         color="white" if value > peak * 0.6 else "black", fontsize=11)
-        ax.set_title(heading, pad=28)
-        fig.colorbar(image, ax=ax, fraction=0.04)
+        fig.suptitle(heading)
+        bar = fig.colorbar(image, ax=ax, fraction=0.04)
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
