@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -164,22 +164,9 @@ def python_rules(rules: list[RuleIn]) -> JourneyRules:
             return self.fn(ctx)
 
     out = []
-    for r in compiled.rules:
+    for r in compiled.rules:  # the same rules, field sets and windows; only the conditions differ
         when, unless = preds[r.id]
-        out.append(
-            type(r)(
-                r.id,
-                r.name,
-                r.role,
-                r.on,
-                r.when_src,
-                Pred(when),
-                r.unless_src,
-                Pred(unless) if unless else None,
-                r.within,
-                r.once_per,
-            )
-        )
+        out.append(replace(r, when=Pred(when), unless=Pred(unless) if unless else None))
     class DictContext(dict[str, Any]):
         def add_variable(self, name: str, value: Any) -> None:
             self[name] = value

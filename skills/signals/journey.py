@@ -15,6 +15,7 @@ wrong type or any error is "no".
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -86,6 +87,11 @@ class JourneyRule:
     unless: Any = None
     within: timedelta | None = None
     once_per: timedelta = timedelta(days=1)
+    # the fields the conditions read (None = the whole map): converting fewer map entries into CEL
+    # values is most of the cost of an evaluation
+    event_fields: frozenset[str] | None = None
+    other_fields: frozenset[str] | None = None
+    uses_customer: bool = True
 
     def episode(self, at: datetime) -> str:
         local = at.astimezone(UTC) + CHINA
@@ -100,12 +106,29 @@ class JourneyRules:
     errors: dict[str, int] = field(default_factory=dict)  # rule id -> evaluations that failed (fail closed)
     # one conversion per event, shared by its rules; the result needs ``add_variable(name, value)``
     context: Callable[[dict[str, Any]], Any] = cel.Context
+    _needs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def by_id(self) -> dict[str, JourneyRule]:
         return {r.id: r for r in self.rules}
 
     def for_kind(self, kind: str) -> list[JourneyRule]:
         return [r for r in self.rules if not r.on or kind in r.on]
+
+    def needs(self, kind: str) -> tuple[list[JourneyRule], frozenset[str] | None, bool]:
+        """The rules an event of ``kind`` can trigger, the event fields they read, whether any reads
+        ``customer``."""
+        cached = self._needs.get(kind)
+        if cached is None:
+            rules = self.for_kind(kind)
+            fields: set[str] | None = set()
+            for r in rules:
+                if r.event_fields is None or fields is None:
+                    fields = None
+                else:
+                    fields |= r.event_fields
+            cached = self._needs[kind] = (rules, None if fields is None else frozenset(fields),
+                                          any(r.uses_customer for r in rules))
+        return cached
 
     def check(self, program: Any, rule_id: str, ctx: Any) -> bool:
         """True only for the BOOL True; any error counts as no (and is counted)."""
@@ -154,8 +177,10 @@ def compile_rules(data: JourneyFileIn, doc: LocatedYaml | None = None) -> Journe
             else:
                 once = parsed
         if when is not None and (r.unless is None or unless is not None):
+            both = r.when + " " + (r.unless or "")
             out.append(JourneyRule(r.id, r.name, r.role, frozenset(r.events), r.when, when, r.unless, unless,
-                                   within, once or timedelta(days=1)))
+                                   within, once or timedelta(days=1), fields_read(both, "event"),
+                                   fields_read(r.unless or "", "other"), "customer" in _roots(both)))
     if problems:
         raise FileInvalid(problems)
     return JourneyRules(out)
@@ -175,6 +200,23 @@ def _compile(src: str, allowed: frozenset[str], loc: list[str | int], problem: A
     return program
 
 
+def _roots(src: str) -> set[str]:
+    return set(re.findall(r"(?<![\w.\"'])([A-Za-z_]\w*)\b", _strip_strings(src)))
+
+
+def _strip_strings(src: str) -> str:
+    return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', src)
+
+
+def fields_read(src: str, root: str) -> frozenset[str] | None:
+    """Fields of ``root`` the expression reads as ``root.field``; None when it uses ``root`` otherwise
+    (``root["x"]``, ``"x" in root``, passing it whole), so the whole map is needed."""
+    code = _strip_strings(src)
+    uses = len(re.findall(rf"(?<![\w.]){root}\b", code))
+    dotted = re.findall(rf"(?<![\w.]){root}\.([A-Za-z_]\w*)", code)
+    return frozenset(dotted) if uses == len(dotted) else None
+
+
 def _bound_names(src: str) -> set[str]:
     """Names bound by comprehension macros (``x`` in ``list.exists(x, ...)``)."""
     return set(re.findall(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,", src))
@@ -182,16 +224,28 @@ def _bound_names(src: str) -> set[str]:
 
 # evaluation ----------------------------------------------------------------------------------------
 
-def event_map(e: Any) -> dict[str, Any]:
-    """What a rule sees as ``event`` / ``other``. Optional measures are absent when not reported,
-    so a rule on them is false for events that lack them (fail closed)."""
-    m: dict[str, Any] = {"kind": e.kind, "page": e.page, "page_type": e.page_type, "source": e.source,
-                         "region": e.region or "", "data": e.data or {},
-                         "hour": (e.at.astimezone(UTC) + CHINA).hour}
-    if e.dwell_seconds is not None:
-        m["dwell_seconds"] = float(e.dwell_seconds)
-    if e.interactions is not None:
-        m["interactions"] = int(e.interactions)
+_EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "kind": lambda e: e.kind,
+    "page": lambda e: e.page,
+    "page_type": lambda e: e.page_type,
+    "source": lambda e: e.source,
+    "region": lambda e: e.region or "",
+    "data": lambda e: e.data or {},
+    "hour": lambda e: (e.at.astimezone(UTC) + CHINA).hour,
+    "dwell_seconds": lambda e: None if e.dwell_seconds is None else float(e.dwell_seconds),
+    "interactions": lambda e: None if e.interactions is None else int(e.interactions),
+}
+
+
+def event_map(e: Any, fields: frozenset[str] | None = None) -> dict[str, Any]:
+    """What a rule sees as ``event`` / ``other`` (only ``fields`` when given). Optional measures are
+    absent when not reported, so a rule on them is false for events that lack them (fail closed)."""
+    m: dict[str, Any] = {}
+    for name, read in _EVENT_FIELDS.items():
+        if fields is None or name in fields:
+            value = read(e)
+            if value is not None:
+                m[name] = value
     return m
 
 
@@ -220,11 +274,13 @@ def on_new_events(session: Session, rules: JourneyRules, events: Sequence[Any],
     instant: list[Candidate] = []
     pending: list[dict[str, Any]] = []
     for e in events:
-        candidates = rules.for_kind(e.kind)
+        candidates, fields, with_customer = rules.needs(e.kind)
         if not candidates:
             continue
-        customer = customers.get(e.customer_id or "")
-        ctx = rules.context({"event": event_map(e), "customer": customer_map(customer)})
+        variables = {"event": event_map(e, fields)}
+        if with_customer:
+            variables["customer"] = customer_map(customers.get(e.customer_id or ""))
+        ctx = rules.context(variables)
         for rule in candidates:
             if not rules.check(rule.when, rule.id, ctx):
                 continue
@@ -274,7 +330,8 @@ def evaluate_due(engine: Engine, rules: JourneyRules, now: datetime, *, lateness
             timeline = timelines.get(p.subject, [])
             if not _followed(rules, rule, trigger, timeline, customers.get(trigger.customer_id or "")):
                 found.append(Candidate(rule, trigger))
-        session.execute(delete(JourneyPending).where(col(JourneyPending.id).in_([p.id for p in due])))
+        pending = JourneyPending.__table__
+        session.execute(delete(pending).where(pending.c.id.in_([p.id for p in due])))
         return record_breakpoints(session, found, customers, now, repeat_days)
 
 
@@ -283,12 +340,18 @@ def _followed(rules: JourneyRules, rule: JourneyRule, trigger: Any, timeline: li
     assert rule.within is not None
     end = trigger.at + rule.within
     ctx = None
-    for other in timeline:
-        if other.id == trigger.id or other.at <= trigger.at or other.at > end:
+    start = bisect.bisect_right(timeline, trigger.at, key=lambda e: e.at)  # sorted by time
+    for other in timeline[start:]:
+        if other.at > end:
+            break
+        if other.id == trigger.id:
             continue
         if ctx is None:  # converted once per trigger; only ``other`` changes between checks
-            ctx = rules.context({"event": event_map(trigger), "customer": customer_map(customer)})
-        ctx.add_variable("other", event_map(other))
+            variables = {"event": event_map(trigger, rule.event_fields)}
+            if rule.uses_customer:
+                variables["customer"] = customer_map(customer)
+            ctx = rules.context(variables)
+        ctx.add_variable("other", event_map(other, rule.other_fields))
         if rules.check(rule.unless, rule.id, ctx):
             return True
     return False
