@@ -171,3 +171,25 @@ def test_a_bad_rules_file_is_refused_with_file_line_and_field(tmp_path: Path, bo
     with pytest.raises(FileInvalid) as err:
         load_journey_rules(path)
     assert f"{path}{expected}" in str(err.value)
+
+
+def test_fields_read_by_a_condition() -> None:
+    from skills.signals.journey import fields_read
+
+    both = 'event.page_type == "params" && event.data.action == "x"'
+    assert fields_read(both, "event") == {"page_type", "data"}
+    assert fields_read('other.kind == "appointment"', "other") == {"kind"}
+    assert fields_read('event.page == "event.kind"', "event") == {"page"}  # not inside strings
+    assert fields_read('"kind" in other', "other") is None  # the whole map is needed
+
+
+def test_cel_rules_and_python_predicates_find_the_same_breakpoints(tmp_path: Path) -> None:
+    """Differential check of the engine (field pruning, contexts) against plain Python conditions."""
+    from skills.signals.bench import bench_rules, journey_run, python_rules
+    from skills.signals.journey import JourneyFileIn, compile_rules
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _, with_cel = journey_run(1500, compile_rules(JourneyFileIn(rules=bench_rules())), tmp_path / "a")
+    _, with_python = journey_run(1500, python_rules(bench_rules()), tmp_path / "b")
+    assert with_cel == with_python > 100
