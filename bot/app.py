@@ -12,7 +12,7 @@ from bot.handlers_signals import register_signals
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
-from bot.signals_config import health_config
+from bot.signals_config import health_config, note_extractor
 from storage.db import create_schema, make_engine
 
 
@@ -33,5 +33,5 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
-    register_signals(router, engine, health_config(settings))
+    register_signals(router, engine, health_config(settings), note_extractor(settings))
     return App(settings=settings, engine=engine, directory=directory, router=router)

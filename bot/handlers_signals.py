@@ -13,6 +13,7 @@ from bot.router import Router, Turn
 from skills.notices import Notice
 from skills.signals import texts
 from skills.signals.health import HealthConfig, recompute_health
+from skills.signals.llm_extract import Extractor
 from skills.signals.notes import record_note, undo_note
 from storage.models import Product, Role, User
 from storage.types import utcnow
@@ -33,7 +34,9 @@ def notice_replies(notices: Iterable[Notice], sender: str | None = None) -> list
     return out
 
 
-def register_signals(router: Router, engine: Engine, health: HealthConfig | None = None) -> None:
+def register_signals(router: Router, engine: Engine, health: HealthConfig | None = None,
+                     extractor: Extractor | None = None) -> None:
+    """``extractor``: the LLM note reader when configured; None = the rule-based one."""
     writers = (Role.rep, Role.manager)
     health = health or HealthConfig()
 
@@ -44,7 +47,7 @@ def register_signals(router: Router, engine: Engine, health: HealthConfig | None
     async def note(turn: Turn, text: str) -> list[Reply]:
         if not text.strip():
             return [Reply(texts.NOTE_USAGE)]
-        out = await asyncio.to_thread(record_note, engine, turn.user.id, text)
+        out = await asyncio.to_thread(record_note, engine, turn.user.id, text, extractor=extractor)
         buttons = tuple(Button(label, payload) for label, payload in out.buttons())
         first = Reply(out.text(product_names()), buttons=(buttons,) if buttons else ())
         return [first, *notice_replies(out.notices, turn.user.id)]

@@ -8,6 +8,7 @@ from pathlib import Path
 from bot.settings import Settings
 from skills.signals.health import HealthConfig
 from skills.signals.journey import JourneyRules, load_journey_rules
+from skills.signals.llm_extract import LLMExtractor
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -33,3 +34,11 @@ def journey_rules(settings: Settings) -> JourneyRules:
     """The breakpoint rules in force (re-read when the file changes; a bad file raises FileInvalid)."""
     path = journey_file(settings)
     return _rules(path, path.stat().st_mtime if path.exists() else 0.0)
+
+
+def note_extractor(settings: Settings) -> LLMExtractor | None:
+    """The LLM note reader when SALESBOT_LLM_BASE_URL and SALESBOT_LLM_MODEL are set."""
+    if not (settings.llm_base_url and settings.llm_model):
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
+    return LLMExtractor(settings.llm_base_url, settings.llm_model, key, settings.llm_timeout)

@@ -189,3 +189,38 @@ def test_hooks_see_nothing_from_a_rolled_back_transaction(org: Engine) -> None:
         assert len(seen) == 1 and len(in_tx) == 2 and take_hook_notices(s) == []
     finally:
         tag_hooks.unregister_in_transaction(tx_hook)
+
+
+def _llm(answer: str | None, seen: list[dict[str, Any]]) -> Any:
+    import json
+
+    import httpx
+
+    from skills.signals.llm_extract import LLMExtractor
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        if answer is None:
+            return httpx.Response(503)
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": answer}}]})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return LLMExtractor("http://llm.test/v1", "m", "k", client=client)
+
+
+def test_llm_extractor_when_configured_and_the_rules_when_it_fails(org: Engine) -> None:
+    seen: list[dict[str, Any]] = []
+    answer = ('好的：{"competitor": "西门子", "competitor_quote_count": 1, "price_gap_percent": 12, '
+              '"complaint": false, "sentiment": "negative", "interested_products": ["YX-CT01", "NOPE"]}')
+    out = record_note(org, "zhangsan", "协和 主任嫌我们CT贵，西门子报得低一些", extractor=_llm(answer, seen))
+    assert {f.tag: f.value for f in out.findings} == {
+        "competitor": "西门子", "competitor_views": 1, "competitor_price_gap": 12, "sentiment": "negative",
+        "interested_products": ["YX-CT01"]}
+    assert seen[0]["model"] == "m" and "YX-CT01" in seen[0]["messages"][0]["content"]
+    with Session(org) as s:
+        sig = s.get(Signal, out.signal_id)
+        assert sig is not None and sig.extractor == "llm"
+    down = record_note(org, "zhangsan", "协和 主任投诉了", extractor=_llm(None, []))
+    assert {f.tag for f in down.findings} == {"complaint", "sentiment"}  # the rules answered
+    garbage = record_note(org, "zhangsan", "协和 到货延迟", extractor=_llm("sorry", []))
+    assert [f.tag for f in garbage.findings] == ["delivery_delay"]

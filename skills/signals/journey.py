@@ -134,7 +134,9 @@ class JourneyRules:
         """True only for the BOOL True; any error counts as no (and is counted)."""
         try:
             return program.execute(ctx) is True
-        except Exception:
+        except Exception as exc:
+            if rule_id not in self.errors:  # tell the operator once per rule, then count
+                log.warning("journey rule %s could not be evaluated (counts as false): %s", rule_id, exc)
             self.errors[rule_id] = self.errors.get(rule_id, 0) + 1
             return False
 

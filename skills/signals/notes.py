@@ -9,6 +9,7 @@ remembers the correction on the signal, so it is never applied again.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,8 @@ class NoteOutcome:
 
 def describe(f: Finding, product_names: dict[str, str] | None = None) -> str:
     value: Any = f.value
+    if f.kind == "competitor" and value == "竞品":
+        return f"提到竞品（未点名）（“{f.evidence}”）"
     if f.kind == "sentiment":
         value = texts.SENTIMENT_NAMES.get(value, value)
     elif f.kind == "interest":
@@ -124,8 +127,11 @@ def resolve_customer(session: Session, text: str) -> tuple[Customer | None, str]
     return (mentioned[0] if mentioned else None), text.strip()
 
 
-def record_note(engine: Engine, user_id: str, text: str, *, now: datetime | None = None) -> NoteOutcome:
-    """Store a note and apply the tags it supports; ``text`` is what follows ``/note``."""
+def record_note(engine: Engine, user_id: str, text: str, *, now: datetime | None = None,
+                extractor: Callable[[str, list[ProductInfo]], Extraction] | None = None) -> NoteOutcome:
+    """Store a note and apply the tags it supports; ``text`` is what follows ``/note``.
+
+    ``extractor`` replaces the rule-based reader (the LLM one, when configured)."""
     when = now or utcnow()
     body_in = strip_lead(text)
     if not body_in:
@@ -139,11 +145,11 @@ def record_note(engine: Engine, user_id: str, text: str, *, now: datetime | None
             owner = session.get(User, customer.owner_id)
             return NoteOutcome(False, texts.NOTE_NOT_YOURS.format(
                 customer=customer.name, owner=owner.name if owner else customer.owner_id))
-        found = extract(body, product_catalog(session))
+        found = (extractor or extract)(body, product_catalog(session))
         opportunity = _opportunity(session, customer.id, body, found)
         signal = Signal(customer_id=customer.id, opportunity_id=opportunity, rep_id=user.id,
                         text=text.strip(), tags=found.tags, findings=[f.as_dict() for f in found.findings],
-                        created_at=when)
+                        extractor="rules" if extractor is None else "llm", created_at=when)
         session.add(signal)
         session.flush()
         if opportunity is not None:  # a note on an opportunity is activity on it
