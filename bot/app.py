@@ -10,9 +10,12 @@ from sqlalchemy.engine import Engine
 
 from bot.commands import register_basic
 from bot.handlers_actions import register_actions
+from bot.handlers_signals import register_signals
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
+from bot.signals_config import health_config, note_extractor
+from skills.signals.tags import tag_hooks
 from storage.db import create_schema, make_engine
 
 
@@ -35,4 +38,7 @@ def build_app(settings: Settings) -> App:
     router = Router(directory)
     register_basic(router)
     actions = register_actions(router, settings, engine)
+    register_signals(router, engine, health_config(settings), note_extractor(settings))
+    # a note or an event that changes tags re-runs the permission rules in the same transaction
+    tag_hooks.register_in_transaction(actions.on_tag_changes, bind=engine, key="permissions")
     return App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)

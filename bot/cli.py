@@ -11,6 +11,8 @@ import typer
 from bot import cli_rules, texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
+from bot.cli_bench import bench_app
+from bot.cli_signals import register_cli as register_signals_cli
 from bot.settings import SettingsError, load_settings
 from storage.seed import seed_org
 from storage.yamlfile import FileInvalid
@@ -69,8 +71,9 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
     _chat(application, user)
 
 
-cli_rules.register(app, lambda: _app())
-
+cli_rules.register(app, _app)
+register_signals_cli(app, _app)
+app.add_typer(bench_app, name="bench")
 
 if __name__ == "__main__":
     app()

@@ -16,8 +16,10 @@ import typer
 from sqlmodel import Session
 
 from bot.channels.terminal import TerminalChannel
-from bot.handlers_actions import EXAMPLE_RULES, notice_replies
+from bot.cli_bench import bench_app
+from bot.handlers_actions import EXAMPLE_RULES
 from bot.messages import Incoming
+from bot.notices import notice_replies
 from skills.actions import fmt_limit
 from skills.registry import SKILLS
 from skills.rules import load_rules
@@ -30,7 +32,6 @@ from storage.yamlfile import FileInvalid
 rules_app = typer.Typer(help="权限规则：校验与试算", no_args_is_help=True)
 tags_app = typer.Typer(help="数据标签：修改客户或区域的标签（规则随之重新求值）", no_args_is_help=True)
 approvals_app = typer.Typer(help="审批：处理超时（升级、过期）", no_args_is_help=True)
-bench_app = typer.Typer(help="性能基准", no_args_is_help=True)
 
 AppFactory = Callable[[], object]
 _factory: AppFactory | None = None
@@ -43,7 +44,6 @@ def register(app: typer.Typer, factory: AppFactory) -> None:
     app.add_typer(rules_app, name="rules")
     app.add_typer(tags_app, name="tags")
     app.add_typer(approvals_app, name="approvals")
-    app.add_typer(bench_app, name="bench")
 
 
 def _app():  # type: ignore[no-untyped-def]

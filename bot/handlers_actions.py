@@ -13,10 +13,11 @@ from sqlmodel import Session
 
 from bot import texts
 from bot.messages import Button, Reply
+from bot.notices import notice_replies
 from bot.router import Router, Turn
 from bot.settings import Settings
 from skills import texts as stexts
-from skills.actions import ActionService, Notice, Result, fmt_limit, fmt_tags
+from skills.actions import ActionService, Result, fmt_limit, fmt_tags
 from skills.engine import PermissionEngine
 from skills.registry import SKILLS
 from skills.rules import RulesHolder, parse_duration
@@ -55,17 +56,6 @@ def build_service(settings: Settings, engine: Engine) -> ActionService:
 
 def to_replies(result: Result) -> list[Reply]:
     return [Reply(result.text), *notice_replies(result.notices)]
-
-
-def notice_replies(notices: list[Notice]) -> list[Reply]:
-    return [
-        Reply(
-            n.text,
-            to=n.to,
-            buttons=tuple(tuple(Button(label, payload) for label, payload in row) for row in n.buttons),
-        )
-        for n in notices
-    ]
 
 
 def _key(turn: Turn) -> str | None:

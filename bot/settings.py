@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(None, description="Permission rules YAML; unset = examples/rules.yaml.")
     approval_escalate_after: str = Field("4h", description="Pending approvals escalate, then expire.")
     action_webhook_url: str | None = Field(None, description="Executed actions are POSTed here.")
+    # signals (issue 7): journey breakpoints, opportunity health, daily digest
+    journey_file: Path | None = Field(None, description="Breakpoint rules; unset = examples/journey.yaml.")
+    journey_lateness_seconds: int = Field(300, ge=0, description="How late an event may arrive and count.")
+    journey_repeat_days: int = Field(7, ge=1, description="A breakpoint repeated within this many days "
+                                     "also alerts the rep's manager.")
+    journey_due_every_seconds: int = Field(60, ge=5, description="How often closed windows are decided.")
+    health_stage_days: dict[str, int] = Field(
+        default_factory=lambda: {"需求确认": 21, "方案评估": 30, "招标准备": 30, "商务谈判": 21},
+        description="Typical days per opportunity stage (JSON).")
+    health_default_stage_days: int = Field(30, ge=1)
+    health_idle_grace_days: int = Field(7, ge=0, description="Days without activity before health drops.")
+    health_signal_days: int = Field(30, ge=1, description="How far back notes and tag trends count.")
+    health_decay_points: int = Field(10, ge=1, description="A drop this large since yesterday is decay.")
+    health_alert_below: int = Field(50, ge=0, le=100, description="Scores below this are always listed.")
+    digest_hour: int = Field(8, ge=0, le=23, description="Hour of the daily health digest.")
+    digest_timezone: str = "Asia/Shanghai"
 
     admin_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens for /api/.")
     log_json: bool = False

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from skills import texts
 from skills.engine import ALLOW, APPROVAL, Decision, GrantChange, PermissionEngine
+from skills.notices import Notice
 from skills.outbox import OutboxSender
 from skills.registry import SKILLS, ParamError, Skill
 from storage.db import session_scope
@@ -45,15 +46,6 @@ from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A message for another org user; ``buttons`` are (label, payload) rows."""
-
-    to: str
-    text: str
-    buttons: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass
@@ -480,6 +472,17 @@ class ActionService:
         if self.sender is None:
             return (0, 0)
         return self.sender.deliver_due(self.engine, now or utcnow())
+
+    def on_tag_changes(self, session: Session, changes: list[Any]) -> list[Notice]:
+        """Tag-change hook (skills.signals.tags): re-run the rules for each changed customer in the
+        same transaction, and tell whoever gained or lost a grant."""
+        now = max(c.at for c in changes)
+        grant_changes: list[GrantChange] = []
+        for customer_id in sorted({c.customer_id for c in changes}):
+            customer = session.get(Customer, customer_id)
+            if customer is not None:
+                grant_changes += self.permissions.sync_customer(session, customer, now, actor="tags")
+        return self.grant_notices(session, grant_changes)
 
     def grant_notices(self, session: Session, changes: list[GrantChange]) -> list[Notice]:
         out = []

@@ -237,3 +237,91 @@ class AppendOnlyError(RuntimeError):
 @event.listens_for(AuditLog, "before_delete")
 def _refuse_audit_change(mapper: Any, connection: Any, target: AuditLog) -> None:
     raise AppendOnlyError("the audit log is append-only")
+
+
+# --- signals (issue 7): rep notes, incoming events, journey breakpoints, opportunity health -------
+
+
+class Signal(SQLModel, table=True):
+    """A rep's note on a customer (``/note``), with the tags read from it and any correction."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True)
+    opportunity_id: str | None = Field(default=None, foreign_key="opportunity.id", index=True)
+    rep_id: str = Field(foreign_key="user.id", index=True)
+    text: str
+    tags: dict[str, Any] = _json({})  # what the extractor found: {"complaint": true, ...}
+    findings: list[Any] = _json([])  # [{"kind", "tag", "value", "evidence"}], shown to the rep
+    extractor: str = "rules"
+    corrected: bool = False
+    corrections: list[Any] = _json([])  # [{"by", "at", "tags": [...], "kept": {...}}]
+    created_at: datetime = _when(nullable=False, index=True)
+
+
+class TagEvent(SQLModel, table=True):
+    """A CRM/ERP update over the event API (NPS, order amount, review); idempotent by event id."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    source: str
+    customer_id: str = Field(foreign_key="customer.id", index=True)
+    tags: dict[str, Any] = _json({})
+    at: datetime = _when(nullable=False)
+    received_at: datetime = _when(nullable=False)
+
+
+class JourneyEvent(SQLModel, table=True):
+    """A touchpoint (page viewed, dwell, interaction, appointment) of a customer or anonymous visitor."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    source: str
+    subject: str = Field(index=True, description="customer id, or visitor:<id> for anonymous visitors")
+    customer_id: str | None = Field(default=None, index=True)
+    kind: str
+    page: str = ""
+    page_type: str = ""
+    dwell_seconds: float | None = None
+    interactions: int | None = None
+    region: str | None = None
+    data: dict[str, Any] = _json({})
+    at: datetime = _when(nullable=False, index=True)
+    received_at: datetime = _when(nullable=False)
+
+
+class JourneyPending(SQLModel, table=True):
+    """A trigger of a "no X within T" rule waiting for its window to pass (see evaluate_due)."""
+
+    __table_args__ = (UniqueConstraint("rule_id", "trigger_event_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str
+    trigger_event_id: int = Field(index=True)
+    subject: str
+    due_at: datetime = _when(nullable=False, index=True)
+
+
+class Breakpoint(SQLModel, table=True):
+    """A customer-journey breakpoint: one row per (subject, rule, episode), whatever the event order."""
+
+    __table_args__ = (UniqueConstraint("rule_id", "subject", "episode"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str = Field(index=True)
+    subject: str = Field(index=True)
+    episode: str
+    customer_id: str | None = Field(default=None, index=True)
+    region: str = ""
+    role: str = ""
+    trigger_event_id: str = ""
+    at: datetime = _when(nullable=False, index=True)
+    detected_at: datetime = _when(nullable=False)
+
+
+class OpportunityHealth(SQLModel, table=True):
+    """The latest health score of an open opportunity and the one before it (for decay)."""
+
+    opportunity_id: str = Field(primary_key=True, foreign_key="opportunity.id")
+    score: int
+    previous_score: int | None = None
+    reasons: list[Any] = _json([])  # [{"code", "points", "text"}]
+    computed_at: datetime = _when(nullable=False)
+    previous_at: datetime | None = _when()
