@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from bot.api import ApiHooks
+from bot.binding import register_binding
 from bot.commands import register_basic
 from bot.identity import Directory
 from bot.router import Router
@@ -20,6 +22,7 @@ class App:
     engine: Engine
     directory: Directory
     router: Router
+    api: ApiHooks = field(default_factory=ApiHooks)  # admin API extension points
 
 
 def build_app(settings: Settings) -> App:
@@ -31,4 +34,5 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
+    register_binding(router, engine)
     return App(settings=settings, engine=engine, directory=directory, router=router)

@@ -22,3 +22,15 @@ WHOAMI = "你是 {name}（{id}），角色：{role}，区域：{region}，上级
 TERMINAL_BANNER = "salesbot 终端对话 — 你是 {name}（{role}）。输入 /help 查看命令，Ctrl-D 退出。"
 TERMINAL_TO_OTHER = "→ 发给 {name}："
 TERMINAL_BUTTONS = "按钮："
+
+# identity binding (/bind)
+BIND_USAGE = "请发送「/bind 绑定码」，绑定码向管理员索取。"
+BIND_FAILED = "绑定码无效、已使用或已过期，请向管理员重新索取。"
+BIND_OK = "绑定成功！你好，{name}（{role}）。发送 /help 查看你可以做什么。"
+BIND_ALREADY = "这个账号已经绑定为 {name}，无需再次绑定。"
+
+# channels
+FILE_TOO_LARGE = "文件太大（上限 {limit} MB），没有收下。"
+FILE_DOWNLOAD_FAILED = "文件下载失败，没有收下，请稍后重发。"
+UNSUPPORTED_MESSAGE = "暂时只能处理文字、文件和按钮。"
+CARD_DONE = "已处理"

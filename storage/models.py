@@ -194,3 +194,25 @@ class AppendOnlyError(RuntimeError):
 @event.listens_for(AuditLog, "before_delete")
 def _refuse_audit_change(mapper: Any, connection: Any, target: AuditLog) -> None:
     raise AppendOnlyError("the audit log is append-only")
+
+
+class InviteCode(SQLModel, table=True):
+    """One-time code binding a chat account to an org user (`salesbot users invite`, `/bind CODE`).
+
+    Only a hash of the code is stored; the code itself is shown once to the operator.
+    """
+
+    code_hash: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    expires_at: datetime = _when(nullable=False)
+    used_at: datetime | None = _when()
+    used_by: str | None = Field(default=None, description="channel:account that used it")
+    created_at: datetime = _when(nullable=False)
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """Incoming platform updates already handled: a retried or repeated delivery is dropped."""
+
+    key: str = Field(primary_key=True, max_length=255,
+                     description="e.g. wecom:msg:<MsgId>, telegram:upd:<id>")
+    at: datetime = _when(nullable=False, index=True)
