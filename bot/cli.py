@@ -11,6 +11,7 @@ import typer
 from bot import texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
+from bot.cli_serve import register as register_serve_commands
 from bot.settings import SettingsError, load_settings
 from storage.seed import seed_org
 from storage.yamlfile import FileInvalid
@@ -67,6 +68,8 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
     _seed(application, EXAMPLES / "org.yaml")
     _chat(application, user)
 
+
+register_serve_commands(app)  # serve, users invite, bench (bot/cli_serve.py)
 
 if __name__ == "__main__":
     app()
