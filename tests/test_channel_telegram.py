@@ -31,7 +31,8 @@ async def test_a_rep_asks_and_gets_an_answer_and_an_unknown_account_is_turned_aw
             running_bot(settings_for(tmp_path, **telegram_settings(tg)), setup=rec.install):
         tg.push_text(ZHANGSAN_TG, "集采中选结果啥时候执行？")
         await tg.wait_for("sendMessage", 1)
-        assert tg.sent_texts(ZHANGSAN_TG) == ["关于「集采中选结果啥时候执行？」：集采中选结果自 2027 年 1 月 1 日起执行。[1]"]
+        answer = "关于「集采中选结果啥时候执行？」：集采中选结果自 2027 年 1 月 1 日起执行。[1]"
+        assert tg.sent_texts(ZHANGSAN_TG) == [answer]
 
         tg.push_text(ZHANGSAN_TG, "/whoami")
         await tg.wait_for("sendMessage", 2)
@@ -45,7 +46,6 @@ async def test_a_rep_asks_and_gets_an_answer_and_an_unknown_account_is_turned_aw
 
 async def test_bind_with_a_one_time_code_then_admin_uploads_a_document(tmp_path: Path, db_url: str) -> None:
     rec = Recorder()
-    settings = settings_for(tmp_path, db_url, **{})
     async with FakeTelegramServer(token="700999:TEST-token").running() as tg:
         settings = settings_for(tmp_path, db_url, **telegram_settings(tg))
         async with running_bot(settings, setup=rec.install) as server:
@@ -53,7 +53,8 @@ async def test_bind_with_a_one_time_code_then_admin_uploads_a_document(tmp_path:
             tg.push_text(880001, "/bind WRONG-CODE")
             tg.push_text(880001, f"/bind {invite.code.lower()}")
             await tg.wait_for("sendMessage", 2)
-            assert tg.sent_texts(880001) == [texts.BIND_FAILED, texts.BIND_OK.format(name="刘敏", role="知识管理员")]
+            welcome = texts.BIND_OK.format(name="刘敏", role="知识管理员")
+            assert tg.sent_texts(880001) == [texts.BIND_FAILED, welcome]
 
             tg.push_text(880002, f"/bind {invite.code}")  # used already
             tg.push_text(880001, "/bind AAAA-BBBB")  # a bound account
@@ -82,7 +83,8 @@ async def test_a_button_pressed_twice_is_handled_once_and_the_card_is_edited(tmp
                      buttons=((Button("批准", "approve:7"), Button("拒绝", "reject:7")),))
         assert await server.runtime.delivery.push("wangjing", card)
         sent = tg.sent_messages(WANGJING_TG)[0]
-        assert [b["callback_data"] for b in sent["reply_markup"]["inline_keyboard"][0]] == ["approve:7", "reject:7"]
+        row = sent["reply_markup"]["inline_keyboard"][0]
+        assert [b["callback_data"] for b in row] == ["approve:7", "reject:7"]
         card_id = tg.history(WANGJING_TG)[-1]["message_id"]
 
         first = tg.push_callback(WANGJING_TG, "approve:7", card_id)
@@ -119,8 +121,8 @@ async def test_rate_limit_429_is_waited_out_and_the_reply_delivered(tmp_path: Pa
 async def test_long_markdown_answers_are_split_and_escaped(tmp_path: Path) -> None:
     sentence = "第二条 集采中选产品按中选价格执行（含税），医疗机构不得二次议价。"
 
-    def setup(app):  # noqa: ANN001
-        async def long_answer(turn):  # noqa: ANN001
+    def setup(app):
+        async def long_answer(turn):
             return Reply("**结论**：" + sentence * 300, markdown=True)
         app.router.on_text(long_answer)
 
