@@ -8,10 +8,13 @@ admin API under ``/api/`` (bearer tokens from ``SALESBOT_ADMIN_TOKENS``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -243,6 +246,15 @@ def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: ``HttpServer.run`` handles SIGINT/SIGTERM so the
+    channels are stopped cleanly before the process exits (uvicorn would re-raise the signal)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class HttpServer:
     """uvicorn serving the routes of ``runtime``; ``run`` for the CLI, ``start``/``stop`` for tests."""
 
@@ -253,7 +265,7 @@ class HttpServer:
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(create_http_app(runtime), host=host, port=self.port, log_config=None,
                                 access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -279,7 +291,10 @@ class HttpServer:
         await self.runtime.stop()
 
     async def run(self) -> None:
-        """Serve until SIGINT/SIGTERM (uvicorn handles the signals), then stop everything."""
+        """Serve until SIGINT/SIGTERM, then stop the HTTP server and the channels."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._request_exit)
         await self.start()
         try:
             assert self._task is not None
@@ -287,3 +302,7 @@ class HttpServer:
         finally:
             self.server.should_exit = True
             await self.runtime.stop()
+
+    def _request_exit(self) -> None:
+        log.info("shutting down")
+        self.server.should_exit = True
