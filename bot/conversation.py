@@ -6,6 +6,7 @@ delivery layer sends the replies. Retried deliveries are dropped here by their p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -30,10 +31,14 @@ class Conversation:
         self.dedupe = dedupe
         self.metrics = metrics
 
-    def seen_before(self, channel: str, *keys: str) -> bool:
-        """True if any key was seen already (a retry or a double press); records the new ones."""
+    async def seen_before(self, channel: str, *keys: str) -> bool:
+        """True if any key was seen already (a retry or a double press); records the new ones.
+
+        The database insert (a commit, so an fsync on SQLite) runs in a worker thread: the event
+        loop keeps serving other chats meanwhile. A repeat seen recently is answered from memory.
+        """
         for key in keys:
-            if not self.dedupe.first_time(key):
+            if self.dedupe.known(key) or not await asyncio.to_thread(self.dedupe.first_time, key):
                 self.metrics.duplicates.labels(channel).inc()
                 log.info("duplicate dropped", extra={"channel": channel, "key": key[:64]})
                 return True

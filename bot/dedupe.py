@@ -26,6 +26,10 @@ class Dedupe:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._inserts = 0
 
+    def known(self, key: str) -> bool:
+        """Seen recently by this process (no database round trip)."""
+        return key[:255] in self._recent
+
     def first_time(self, key: str) -> bool:
         """True the first time ``key`` is seen (and records it), False for every repeat."""
         key = key[:255]

@@ -96,7 +96,7 @@ class TelegramChannel(Channel):
 
     def __init__(self, conversation: Conversation, token: str, *, base_url: str, base_file_url: str,
                  webhook_secret: str | None = None, webhook_url: str | None = None,
-                 max_upload_bytes: int = 20 * 1024 * 1024, concurrency: int = 256,
+                 max_upload_bytes: int = 20 * 1024 * 1024, concurrency: int = 256, connections: int = 16,
                  poll_timeout: int = 10):
         self.conversation = conversation
         self.webhook_secret = webhook_secret
@@ -104,8 +104,8 @@ class TelegramChannel(Channel):
         self.max_upload_bytes = max_upload_bytes
         self.poll_timeout = poll_timeout
         builder = (Application.builder().token(token).base_url(base_url).base_file_url(base_file_url)
-                   .concurrent_updates(concurrency).connection_pool_size(max(concurrency, 8))
-                   .pool_timeout(30).job_queue(None))
+                   .concurrent_updates(concurrency).connection_pool_size(connections)
+                   .pool_timeout(30).get_updates_connection_pool_size(2).job_queue(None))
         if webhook_secret:
             builder = builder.updater(None)
         self.application = builder.build()
@@ -165,7 +165,7 @@ class TelegramChannel(Channel):
                 "message_id": message.message_id if message else None}
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
+        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
             return
         assert update.effective_user is not None and update.effective_message is not None
         await self.conversation.receive(Incoming(self.name, str(update.effective_user.id),
@@ -173,7 +173,7 @@ class TelegramChannel(Channel):
                                                  ref=self._ref(update)))
 
     async def _on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
+        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
             return
         message, user = update.effective_message, update.effective_user
         assert message is not None and message.document is not None and user is not None
@@ -203,7 +203,7 @@ class TelegramChannel(Channel):
             await query.answer()
         message = query.message
         press = f"telegram:press:{query.from_user.id}:{getattr(message, 'message_id', '')}:{query.data}"
-        if self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}", press):
+        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}", press):
             return
         await self.conversation.receive(Incoming(
             self.name, str(query.from_user.id), button=query.data or "",

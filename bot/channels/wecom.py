@@ -157,7 +157,7 @@ class WeComChannel(Channel):
         return echo.decode() if isinstance(echo, bytes) else str(echo)
 
     def accept(self, params: Mapping[str, str], body: bytes) -> None:
-        """Check, decrypt and de-duplicate one callback, then handle it in the background."""
+        """Check and decrypt one callback; de-duplicate and handle it in the background."""
         if len(body) > MAX_CALLBACK_BYTES:
             raise CallbackRejected(400, "body too large")
         try:
@@ -173,22 +173,22 @@ class WeComChannel(Channel):
                 raise ValueError("no FromUserName")
         except Exception as exc:
             raise CallbackRejected(400, "malformed message XML") from exc
-        if self.conversation.seen_before(self.name, *event_keys(fields)):
-            return
         self._spawn(self._process(fields))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _process(self, fields: dict[str, Any]) -> None:
         try:
+            if await self.conversation.seen_before(self.name, *event_keys(fields)):
+                return
             msg = await self._incoming(fields)
             if msg is not None:
                 await self.conversation.receive(msg)
         except Exception:
             log.exception("wecom callback failed", extra={"channel": self.name})
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _incoming(self, fields: dict[str, Any]) -> Incoming | None:
         account = str(fields["FromUserName"])
