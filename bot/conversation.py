@@ -7,8 +7,10 @@ delivery layer sends the replies. Retried deliveries are dropped here by their p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from bot.dedupe import Dedupe
 from bot.delivery import Delivery
@@ -30,6 +32,24 @@ class Conversation:
         self.delivery = delivery
         self.dedupe = dedupe
         self.metrics = metrics
+        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def in_order(self, channel: str, account: str) -> AsyncIterator[None]:
+        """One account's messages are handled one after another, in arrival order (asyncio locks
+        are FIFO); different accounts run concurrently. Enter it before the first ``await``."""
+        key = (channel, account)
+        lock, users = self._turns.get(key, (asyncio.Lock(), 0))
+        self._turns[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[key]
+            if users <= 1:
+                del self._turns[key]
+            else:
+                self._turns[key] = (lock, users - 1)
 
     async def seen_before(self, channel: str, *keys: str) -> bool:
         """True if any key was seen already (a retry or a double press); records the new ones.

@@ -97,9 +97,10 @@ async def test_a_button_pressed_twice_is_handled_once_and_the_card_is_edited(tmp
         assert tg.message(WANGJING_TG, card_id)["text"] == "已批准 #7\n申请人：张三，300 元补偿包"
         assert "reply_markup" not in tg.message(WANGJING_TG, card_id)  # buttons gone
         assert tg.sent_texts(ZHANGSAN_TG) == ["你的申请 #7 已被批准。"]
-        async with client(server) as http:
-            metrics = (await http.get("/metrics")).text
-        assert 'salesbot_duplicates_total{channel="telegram"} 1.0' in metrics
+        registry = server.runtime.metrics.registry
+        await eventually(lambda: registry.get_sample_value("salesbot_duplicates_total",
+                                                           {"channel": "telegram"}) == 1.0)
+        assert rec.presses == [("wangjing", "7")]
 
 
 async def test_rate_limit_429_is_waited_out_and_the_reply_delivered(tmp_path: Path) -> None:

@@ -165,16 +165,22 @@ class TelegramChannel(Channel):
                 "message_id": message.message_id if message else None}
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
-            return
         assert update.effective_user is not None and update.effective_message is not None
-        await self.conversation.receive(Incoming(self.name, str(update.effective_user.id),
-                                                 text=update.effective_message.text or "",
-                                                 ref=self._ref(update)))
+        account = str(update.effective_user.id)
+        async with self.conversation.in_order(self.name, account):
+            if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
+                return
+            text = update.effective_message.text or ""
+            await self.conversation.receive(Incoming(self.name, account, text=text, ref=self._ref(update)))
 
     async def _on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
-            return
+        assert update.effective_user is not None
+        async with self.conversation.in_order(self.name, str(update.effective_user.id)):
+            if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
+                return
+            await self._document(update)
+
+    async def _document(self, update: Update) -> None:
         message, user = update.effective_message, update.effective_user
         assert message is not None and message.document is not None and user is not None
         account, doc = str(user.id), message.document
@@ -203,13 +209,14 @@ class TelegramChannel(Channel):
             await query.answer()
         message = query.message
         press = f"telegram:press:{query.from_user.id}:{getattr(message, 'message_id', '')}:{query.data}"
-        if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}", press):
-            return
-        await self.conversation.receive(Incoming(
-            self.name, str(query.from_user.id), button=query.data or "",
-            ref={"chat_id": message.chat.id if message else None,
-                 "message_id": message.message_id if message else None,
-                 "callback_query_id": query.id}))
+        async with self.conversation.in_order(self.name, str(query.from_user.id)):
+            if await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}", press):
+                return
+            await self.conversation.receive(Incoming(
+                self.name, str(query.from_user.id), button=query.data or "",
+                ref={"chat_id": message.chat.id if message else None,
+                     "message_id": message.message_id if message else None,
+                     "callback_query_id": query.id}))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed", exc_info=context.error, extra={"channel": self.name})

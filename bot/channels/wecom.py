@@ -177,11 +177,12 @@ class WeComChannel(Channel):
 
     async def _process(self, fields: dict[str, Any]) -> None:
         try:
-            if await self.conversation.seen_before(self.name, *event_keys(fields)):
-                return
-            msg = await self._incoming(fields)
-            if msg is not None:
-                await self.conversation.receive(msg)
+            async with self.conversation.in_order(self.name, str(fields["FromUserName"])):
+                if await self.conversation.seen_before(self.name, *event_keys(fields)):
+                    return
+                msg = await self._incoming(fields)
+                if msg is not None:
+                    await self.conversation.receive(msg)
         except Exception:
             log.exception("wecom callback failed", extra={"channel": self.name})
 
