@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI, Form, Header, HTTPException, Request, Uplo
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot.api import Job
 from bot.app import App
 from bot.channels.base import Channel
 from bot.channels.telegram import TelegramChannel
@@ -32,6 +33,7 @@ from bot.dedupe import Dedupe
 from bot.delivery import Delivery
 from bot.messages import Attachment, Reply
 from bot.metrics import Metrics
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,10 @@ class Runtime:
     def channels(self) -> list[Channel]:
         return [c for c in (self.telegram, self.wecom) if c is not None]
 
+    jobs: list[asyncio.Task[None]] = field(default_factory=list)
+
     async def start(self) -> None:
-        """Start every configured channel; if one fails, stop the others and re-raise."""
+        """Start every configured channel, then the periodic jobs; if a channel fails, stop the others."""
         for channel in self.channels:
             try:
                 await channel.start()
@@ -64,8 +68,25 @@ class Runtime:
                 await self.stop()
                 raise
             self.started.append(channel)
+        self.jobs = [asyncio.create_task(self._every(seconds, job)) for seconds, job in self.app.api.jobs]
+
+    async def _every(self, seconds: float, job: Job) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                for reply in await job(utcnow()):
+                    if reply.to is None:
+                        log.warning("job reply without a recipient dropped", extra={"job": job.__name__})
+                        continue
+                    await self.delivery.push(reply.to, reply)
+            except Exception:
+                log.exception("periodic job failed", extra={"job": job.__name__})
 
     async def stop(self) -> None:
+        for task in self.jobs:
+            task.cancel()
+        await asyncio.gather(*self.jobs, return_exceptions=True)
+        self.jobs = []
         while self.started:
             channel = self.started.pop()
             try:

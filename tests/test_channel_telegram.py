@@ -167,3 +167,19 @@ async def test_webhook_mode_same_update_twice_is_handled_once(tmp_path: Path) ->
             assert health == {"status": "ok", "channels": {"telegram": "webhook"}}
             await eventually(lambda: tg.called("sendMessage") == 2)
             assert tg.called("getUpdates") == 0
+
+
+async def test_periodic_jobs_push_their_replies(tmp_path: Path) -> None:
+    runs: list[object] = []
+
+    def setup(app):
+        @app.api.every(0.05)
+        async def remind(now):
+            runs.append(now)
+            return [Reply("审批 #9 已等待 24 小时，请尽快处理。", to="wangjing")] if len(runs) == 1 else []
+
+    async with FakeTelegramServer(token="700999:TEST-token").running() as tg, \
+            running_bot(settings_for(tmp_path, **telegram_settings(tg)), setup=setup):
+        await tg.wait_for("sendMessage", 1)
+        await eventually(lambda: len(runs) >= 3)
+        assert tg.sent_texts(WANGJING_TG) == ["审批 #9 已等待 24 小时，请尽快处理。"]
