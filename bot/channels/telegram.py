@@ -8,6 +8,7 @@ Application runs without an Updater and the HTTP server's route hands each ``Upd
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dtm
 import logging
@@ -114,6 +115,9 @@ class TelegramChannel(Channel):
             MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, self._on_document))
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_error_handler(self._on_error)
+        # at most as many requests in flight as the HTTP pool has connections: httpcore scans its
+        # whole queue on every request, so a long queue inside it costs quadratic CPU time
+        self._slots = asyncio.Semaphore(connections)
         self._started = False
 
     @property
@@ -206,7 +210,8 @@ class TelegramChannel(Channel):
         query = update.callback_query
         assert query is not None
         with contextlib.suppress(TelegramError):  # always answer: stops the spinner on the button
-            await query.answer()
+            async with self._slots:
+                await query.answer()
         message = query.message
         press = f"telegram:press:{query.from_user.id}:{getattr(message, 'message_id', '')}:{query.data}"
         async with self.conversation.in_order(self.name, str(query.from_user.id)):
@@ -226,12 +231,13 @@ class TelegramChannel(Channel):
         bot = self.application.bot
         chat_id = int(account) if account.lstrip("-").isdigit() else account
         try:
-            if reply.text:
-                await bot.send_message(chat_id, markdown_v2(reply.text) if reply.markdown else reply.text,
-                                       parse_mode=ParseMode.MARKDOWN_V2 if reply.markdown else None,
-                                       reply_markup=keyboard(reply))
-            for attachment in reply.files:
-                await bot.send_document(chat_id, document=attachment.content, filename=attachment.name)
+            async with self._slots:
+                if reply.text:
+                    await bot.send_message(chat_id, markdown_v2(reply.text) if reply.markdown else reply.text,
+                                           parse_mode=ParseMode.MARKDOWN_V2 if reply.markdown else None,
+                                           reply_markup=keyboard(reply))
+                for attachment in reply.files:
+                    await bot.send_document(chat_id, document=attachment.content, filename=attachment.name)
         except TelegramError as exc:
             raise send_error(exc) from exc
 
@@ -240,10 +246,11 @@ class TelegramChannel(Channel):
         if chat_id is None or message_id is None:
             return False
         try:
-            await self.application.bot.edit_message_text(
-                markdown_v2(reply.text) if reply.markdown else reply.text, chat_id=chat_id,
-                message_id=message_id, reply_markup=keyboard(reply),
-                parse_mode=ParseMode.MARKDOWN_V2 if reply.markdown else None)
+            async with self._slots:
+                await self.application.bot.edit_message_text(
+                    markdown_v2(reply.text) if reply.markdown else reply.text, chat_id=chat_id,
+                    message_id=message_id, reply_markup=keyboard(reply),
+                    parse_mode=ParseMode.MARKDOWN_V2 if reply.markdown else None)
         except BadRequest as exc:
             if "not modified" in exc.message.lower():
                 return True
