@@ -169,6 +169,10 @@ class Delivery:
 
         if not await self._attempt(channel, op) or not done or not done[-1]:
             return False
+        follow = channel.after_edit(reply)
+        if follow is not None:
+            await self.send(pressed.channel, pressed.account, follow)
+            return True
         for part in rest:
             await self._attempt(channel, lambda part=part: channel.send(pressed.account, part))
         return True

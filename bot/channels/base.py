@@ -64,3 +64,7 @@ class Channel(ABC):
     async def edit(self, pressed: Incoming, reply: Reply) -> bool:
         """Replace the card the button in ``pressed`` was on; False if this channel cannot."""
         return False
+
+    def after_edit(self, reply: Reply) -> Reply | None:
+        """What to send as a message after ``edit`` showed ``reply`` (when the card shows less)."""
+        return None

@@ -259,8 +259,9 @@ class TelegramChannel(Channel):
             return False
         except TelegramError as exc:
             raise send_error(exc) from exc
-        for attachment in reply.files:
-            await self.send(pressed.account, Reply("", files=(attachment,)))
         return True
+
+    def after_edit(self, reply: Reply) -> Reply | None:
+        return Reply("", files=reply.files) if reply.files else None
 
 

@@ -286,13 +286,20 @@ class WeComChannel(Channel):
         code = pressed.ref.get("response_code")
         if not code:
             return False
-        label = (reply.text.strip().split("\n", 1)[0] or texts.CARD_DONE)[:LABEL_CHARS]
         body = {"userids": [pressed.account], "agentid": self.agent_id, "response_code": code,
-                "button": {"replace_name": label}}
+                "button": {"replace_name": _label(reply)}}
         try:
             await asyncio.to_thread(self.client.post, "message/update_template_card", data=body)
         except Exception as exc:
             raise send_error(exc) from exc
-        if reply.text.strip() != label or reply.buttons or reply.files:
-            await self.send(pressed.account, reply)  # the label is short: the whole answer follows
         return True
+
+    def after_edit(self, reply: Reply) -> Reply | None:
+        """The label holds one short line: anything more follows as a message."""
+        if reply.text.strip() != _label(reply) or reply.buttons or reply.files:
+            return reply
+        return None
+
+
+def _label(reply: Reply) -> str:
+    return (reply.text.strip().split("\n", 1)[0] or texts.CARD_DONE)[:LABEL_CHARS]
