@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import html
 import json
 import logging
 import signal
@@ -20,9 +21,10 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot import texts
 from bot.api import Job
 from bot.app import App
 from bot.channels.base import Channel
@@ -33,6 +35,7 @@ from bot.dedupe import Dedupe
 from bot.delivery import Delivery
 from bot.messages import Attachment, Reply
 from bot.metrics import Metrics
+from bot.upload_links import UPLOAD_PATH, UploadLinks
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class Runtime:
     conversation: Conversation
     telegram: TelegramChannel | None = None
     wecom: WeComChannel | None = None
+    uploads: UploadLinks | None = None
     started: list[Channel] = field(default_factory=list)
 
     @property
@@ -100,7 +104,8 @@ def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeou
     metrics = Metrics()
     delivery = Delivery(app.directory, metrics, retry_window=retry_window)
     conversation = Conversation(app.router, delivery, Dedupe(app.engine), metrics)
-    runtime = Runtime(app, metrics, delivery, conversation)
+    runtime = Runtime(app, metrics, delivery, conversation, uploads=UploadLinks(s.public_url))
+    runtime.uploads.register(app.router)  # type: ignore[union-attr]
     max_upload = s.max_upload_mb * 1024 * 1024
     if s.telegram_enabled:
         assert s.telegram_token is not None
@@ -195,6 +200,35 @@ def create_http_app(runtime: Runtime) -> FastAPI:
                 return PlainTextResponse("bad update", status_code=400)
             await telegram.process_webhook(payload)
             return Response(status_code=200)
+
+    # one-time upload page (/upload in chat) ----------------------------------------------------
+    uploads = runtime.uploads
+
+    @http.get(UPLOAD_PATH + "{token}")
+    async def upload_page(token: str) -> HTMLResponse:
+        user = app.directory.get(uploads.peek(token) or "") if uploads else None
+        if user is None:
+            return HTMLResponse(texts.UPLOAD_GONE, status_code=404)
+        return HTMLResponse(texts.UPLOAD_PAGE.format(name=html.escape(user.name)))
+
+    @http.post(UPLOAD_PATH + "{token}")
+    async def upload_file(token: str, file: UploadFile, note: Annotated[str, Form()] = "") -> HTMLResponse:
+        user_id = uploads.consume(token) if uploads else None
+        if user_id is None:
+            return HTMLResponse(texts.UPLOAD_GONE, status_code=404)
+        limit = settings.max_upload_mb * 1024 * 1024
+        content = await file.read(limit + 1)
+        if len(content) > limit:
+            return HTMLResponse(texts.FILE_TOO_LARGE.format(limit=settings.max_upload_mb), status_code=413)
+        try:  # the role is checked again here, not only when the link was made
+            replies = await runtime.conversation.upload(
+                user_id, Attachment(file.filename or "document", content, file.content_type), note)
+        except PermissionError:
+            return HTMLResponse(texts.FILE_NOT_ALLOWED, status_code=403)
+        if replies is None:
+            return HTMLResponse("document ingest is not installed in this build", status_code=501)
+        shown = "".join(f"<p>{html.escape(r.text)}</p>" for r in replies if r.to in (None, user_id))
+        return HTMLResponse(texts.UPLOAD_DONE.format(replies=shown))
 
     # admin API ------------------------------------------------------------------------------
     async def admin(authorization: Annotated[str | None, Header()] = None) -> None:

@@ -197,3 +197,27 @@ def test_long_card_text_goes_first_as_text() -> None:
     assert not complete and card["template_card"]["main_title"]["title"] == "短标题"
     card, complete = channel.card(Reply("审批 #1\n300 元", buttons=((Button("批准", "approve:1"),),)))
     assert complete and card["template_card"]["sub_title_text"] == "300 元"
+
+
+async def test_upload_link_from_wecom_works_once_for_admins_only(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with fake().running() as wc:
+        settings = settings_for(tmp_path, public_url="https://bot.example.cn", **wecom_settings(wc))
+        async with running_bot(settings, setup=rec.install) as server, client(server) as http:
+            await post(http, wecom_text_xml("ZhangSan", "/upload"))
+            await wc.wait_for("message/send", 1)
+            assert "只对知识管理员开放" in wc.sent_texts("ZhangSan")[0]
+
+            await post(http, wecom_text_xml("LiuMin", "/upload"))
+            await wc.wait_for("message/send", 2)
+            link = wc.sent_texts("LiuMin")[0].split("\n")[-1]
+            assert link.startswith("https://bot.example.cn/upload/")
+            path = link.removeprefix("https://bot.example.cn")
+            page = await http.get(path)
+            assert page.status_code == 200 and "刘敏" in page.text
+            doc = {"file": ("DRG通知.md", "# 通知\n第一条 ……".encode(), "text/markdown")}
+            done = await http.post(path, files=doc, data={"note": "江苏"})
+            assert done.status_code == 200 and "已收到《DRG通知.md》" in done.text
+            assert rec.files == [("liumin", "DRG通知.md", "# 通知\n第一条 ……".encode(), "江苏")]
+            assert (await http.post(path, files=doc)).status_code == 404  # used up
+            assert (await http.get("/upload/forged-token")).status_code == 404
