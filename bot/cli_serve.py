@@ -71,7 +71,6 @@ def invite(user: Annotated[str, typer.Argument(help="组织文件里的用户 id
                    f"请让对方在 Telegram 或企业微信里给机器人发送：/bind {result.code}")
 
 
-@bench_app.command("channels")
 def bench_channels(reps: Annotated[int, typer.Option(help="同时发消息的销售代表数")] = 200,
                    messages: Annotated[int, typer.Option(help="每人发几条")] = 5,
                    rounds: Annotated[int, typer.Option(help="重复几轮（取中位数）")] = 5,
@@ -82,7 +81,15 @@ def bench_channels(reps: Annotated[int, typer.Option(help="同时发消息的销
     typer.echo(run_channel_bench(reps=reps, messages=messages, rounds=rounds, profile=profile))
 
 
+bench_app.command("channels")(bench_channels)
+
+
 def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``users`` and ``bench channels``; joins a ``bench`` group another module made."""
     app.command()(serve)
     app.add_typer(users_app, name="users")
+    for group in app.registered_groups:
+        if group.name == "bench" and group.typer_instance is not None:
+            group.typer_instance.command("channels")(bench_channels)
+            return
     app.add_typer(bench_app, name="bench")
