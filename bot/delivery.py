@@ -9,25 +9,35 @@
 - Rate limits: a leaky bucket per channel (aiolimiter) keeps us under the platform's rate; a
   ``RateLimited`` answer is waited out (Telegram's ``retry_after``) and other transient errors
   are retried with exponential backoff and jitter (tenacity) for up to ``retry_window`` seconds.
-  Only a permanent error (user blocked the bot, unknown user) ends a send early; either way the
-  failure is logged and counted, never silently dropped.
+  Only a permanent error (user blocked the bot, unknown user) ends a send early. A send still
+  failing when the window closes is parked in the ``pendingsend`` table and re-tried by a server
+  job with growing intervals (up to an hour), surviving restarts: failures are logged, counted and
+  retried, never silently dropped.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from aiolimiter import AsyncLimiter
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
 
 from bot.channels.base import Channel, SendError
 from bot.identity import Directory
-from bot.messages import Incoming, Reply
+from bot.messages import Attachment, Button, Incoming, Reply
 from bot.metrics import Metrics
+from storage.db import session_scope
+from storage.models import PendingSend
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +101,22 @@ def split_reply(reply: Reply, limit: int, measure: Callable[[str], int] = len) -
                     files=reply.files if i == last else ()) for i, t in enumerate(texts)]
 
 
+def reply_to_json(reply: Reply) -> dict[str, Any]:
+    return {"text": reply.text, "markdown": reply.markdown,
+            "buttons": [[[b.text, b.payload] for b in row] for row in reply.buttons],
+            "files": [[f.name, base64.b64encode(f.content).decode(), f.mime_type] for f in reply.files]}
+
+
+def reply_from_json(data: dict[str, Any]) -> Reply:
+    return Reply(data["text"], markdown=data.get("markdown", False),
+                 buttons=tuple(tuple(Button(t, p) for t, p in row) for row in data.get("buttons", [])),
+                 files=tuple(Attachment(n, base64.b64decode(c), m) for n, c, m in data.get("files", [])))
+
+
 class Delivery:
     def __init__(self, directory: Directory, metrics: Metrics, *, retry_window: float = 600.0,
-                 max_backoff: float = 30.0):
+                 max_backoff: float = 30.0, engine: Engine | None = None):
+        self.engine = engine  # where sends that outlived the retry window wait (PendingSend)
         self.directory = directory
         self.metrics = metrics
         self.retry_window = retry_window
@@ -154,7 +177,11 @@ class Delivery:
             return False
         ok = True
         for part in split_reply(reply, channel.max_text, channel.measure):
-            ok = await self._attempt(channel, lambda part=part: channel.send(account, part)) and ok
+            error = await self._attempt(channel, lambda part=part: channel.send(account, part))
+            if error is not None:
+                ok = False
+                if error.retry:
+                    self._park(channel.name, account, part, error)
         return ok
 
     async def _edit(self, pressed: Incoming, reply: Reply) -> bool:
@@ -167,23 +194,68 @@ class Delivery:
         async def op() -> None:
             done.append(await channel.edit(pressed, first))
 
-        if not await self._attempt(channel, op) or not done or not done[-1]:
+        if await self._attempt(channel, op) is not None or not done or not done[-1]:
             return False
         follow = channel.after_edit(reply)
         if follow is not None:
             await self.send(pressed.channel, pressed.account, follow)
             return True
-        for part in rest:
-            await self._attempt(channel, lambda part=part: channel.send(pressed.account, part))
+        if rest:
+            remainder = replace(reply, text="\n".join(p.text for p in rest))
+            await self.send(pressed.channel, pressed.account, remainder)
         return True
 
     # retries ------------------------------------------------------------------------------
-    async def _attempt(self, channel: Channel, op: Callable[[], Awaitable[None]]) -> bool:
+    # sends that outlived the retry window ---------------------------------------------------------
+    def _park(self, channel: str, account: str, reply: Reply, error: SendError) -> None:
+        if self.engine is None:
+            return
+        with session_scope(self.engine) as session:
+            session.add(PendingSend(channel=channel, account=account, reply=reply_to_json(reply),
+                                    last_error=str(error)[:200],
+                                    next_attempt_at=utcnow() + timedelta(seconds=self.max_backoff)))
+        log.warning("send parked for later", extra={"channel": channel})
+
+    async def retry_parked(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Try the parked sends that are due once more; returns how many went out."""
+        if self.engine is None:
+            return 0
+        now = now or utcnow()
+        with Session(self.engine) as session:
+            due = session.exec(select(PendingSend).where(PendingSend.next_attempt_at <= now)
+                               .order_by(PendingSend.id).limit(limit)).all()  # type: ignore[arg-type]
+        sent = 0
+        for row in due:
+            channel = self.channels.get(row.channel)
+            error: SendError | None = SendError(f"channel {row.channel} not running")
+            if channel is not None:
+                part = reply_from_json(row.reply)
+                error = await self._attempt(channel, lambda c=channel, p=part, a=row.account: c.send(a, p),
+                                            window=0)
+            with session_scope(self.engine) as session:
+                current = session.get(PendingSend, row.id)
+                if current is None:
+                    continue
+                if error is None or not error.retry:
+                    session.delete(current)
+                    sent += error is None
+                else:
+                    current.attempts += 1
+                    current.last_error = str(error)[:200]
+                    current.next_attempt_at = now + timedelta(
+                        seconds=min(3600, self.max_backoff * 2 ** current.attempts))
+                    session.add(current)
+        return sent
+
+    async def _attempt(self, channel: Channel, op: Callable[[], Awaitable[None]],
+                       window: float | None = None) -> SendError | None:
+        """Run one send with pacing and retries; None on success, else the last error."""
         limiter = self._limiters.get(channel.name)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(lambda e: isinstance(e, SendError) and e.retry),
-                wait=self._wait, stop=stop_after_delay(self.retry_window), reraise=True,
+                wait=self._wait, stop=stop_after_delay(self.retry_window if window is None else window),
+                reraise=True,
                 before_sleep=lambda state: self._failed(channel, state),
             ):
                 with attempt:
@@ -196,9 +268,9 @@ class Delivery:
             self.metrics.send_failures.labels(channel.name, type(exc).__name__).inc()
             self.metrics.send_dropped.labels(channel.name).inc()
             log.error("send given up", extra={"channel": channel.name, "error": str(exc)[:200]})
-            return False
+            return exc
         self.metrics.messages_out.labels(channel.name).inc()
-        return True
+        return None
 
     def _failed(self, channel: Channel, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

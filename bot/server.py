@@ -17,6 +17,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 import uvicorn
@@ -62,6 +63,7 @@ class Runtime:
         return [c for c in (self.telegram, self.wecom) if c is not None]
 
     jobs: list[asyncio.Task[None]] = field(default_factory=list)
+    outbox_interval: float = 30.0  # how often parked sends are tried again
 
     async def start(self) -> None:
         """Start every configured channel, then the periodic jobs; if a channel fails, stop the others."""
@@ -73,6 +75,11 @@ class Runtime:
                 raise
             self.started.append(channel)
         self.jobs = [asyncio.create_task(self._every(seconds, job)) for seconds, job in self.app.api.jobs]
+        self.jobs.append(asyncio.create_task(self._every(self.outbox_interval, self._retry_parked)))
+
+    async def _retry_parked(self, now: datetime) -> list[Reply]:
+        await self.delivery.retry_parked(now)
+        return []
 
     async def _every(self, seconds: float, job: Job) -> None:
         while True:
@@ -99,12 +106,15 @@ class Runtime:
                 log.exception("channel stop failed", extra={"channel": channel.name})
 
 
-def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeout: int = 10) -> Runtime:
+def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeout: int = 10,
+                  outbox_interval: float = 30.0, max_backoff: float = 30.0) -> Runtime:
     s = app.settings
     metrics = Metrics()
-    delivery = Delivery(app.directory, metrics, retry_window=retry_window)
+    delivery = Delivery(app.directory, metrics, retry_window=retry_window, max_backoff=max_backoff,
+                        engine=app.engine)
     conversation = Conversation(app.router, delivery, Dedupe(app.engine), metrics)
-    runtime = Runtime(app, metrics, delivery, conversation, uploads=UploadLinks(s.public_url))
+    runtime = Runtime(app, metrics, delivery, conversation, uploads=UploadLinks(s.public_url),
+                      outbox_interval=outbox_interval)
     runtime.uploads.register(app.router)  # type: ignore[union-attr]
     max_upload = s.max_upload_mb * 1024 * 1024
     if s.telegram_enabled:

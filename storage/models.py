@@ -216,3 +216,16 @@ class ProcessedUpdate(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255,
                      description="e.g. wecom:msg:<MsgId>, telegram:upd:<id>")
     at: datetime = _when(nullable=False, index=True)
+
+
+class PendingSend(SQLModel, table=True):
+    """A reply whose send kept failing for the whole retry window; re-sent later, never dropped."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    account: str
+    reply: dict[str, Any] = _json({})
+    attempts: int = 0
+    last_error: str = ""
+    next_attempt_at: datetime = _when(nullable=False, index=True)
+    created_at: datetime = _when(nullable=False)

@@ -77,12 +77,12 @@ class Recorder:
 
 @contextlib.asynccontextmanager
 async def running_bot(settings: Settings, *, setup: Callable[[App], None] | None = None,
-                      retry_window: float = 30.0) -> AsyncIterator[HttpServer]:
+                      retry_window: float = 30.0, **runtime: Any) -> AsyncIterator[HttpServer]:
     app = build_app(settings)
     seed_org(app.engine, EXAMPLES / "org.yaml")
     if setup is not None:
         setup(app)
-    server = HttpServer(build_runtime(app, retry_window=retry_window, telegram_poll_timeout=1))
+    server = HttpServer(build_runtime(app, retry_window=retry_window, telegram_poll_timeout=1, **runtime))
     await server.start()
     try:
         yield server

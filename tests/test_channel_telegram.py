@@ -183,3 +183,19 @@ async def test_periodic_jobs_push_their_replies(tmp_path: Path) -> None:
         await tg.wait_for("sendMessage", 1)
         await eventually(lambda: len(runs) >= 3)
         assert tg.sent_texts(WANGJING_TG) == ["审批 #9 已等待 24 小时，请尽快处理。"]
+
+
+async def test_a_send_failing_past_the_retry_window_is_parked_and_sent_later(tmp_path: Path) -> None:
+    from sqlmodel import Session, select
+
+    from storage.models import PendingSend
+
+    async with FakeTelegramServer(token="700999:TEST-token").running() as tg, \
+            running_bot(settings_for(tmp_path, **telegram_settings(tg)), retry_window=0.3, max_backoff=0.1,
+                        outbox_interval=0.2) as server:
+        tg.fail_next("sendMessage", error_code=502, times=6, chat_id=ZHANGSAN_TG)
+        tg.push_text(ZHANGSAN_TG, "/whoami")
+        await eventually(lambda: len(tg.sent_texts(ZHANGSAN_TG)) == 1, timeout=15)
+        assert "张三" in tg.sent_texts(ZHANGSAN_TG)[0]
+        assert sum(1 for f in tg.failures if f[2] == 502) == 6
+        await eventually(lambda: not Session(server.runtime.app.engine).exec(select(PendingSend)).all())
