@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from bot import texts
 from bot.dedupe import Dedupe
 from bot.delivery import Delivery
 from bot.messages import Attachment, Incoming, Reply
@@ -74,6 +75,13 @@ class Conversation:
         await self.delivery.deliver(msg, replies)
         self.metrics.reply_latency.labels(msg.channel).observe(time.perf_counter() - started)
         return replies
+
+    async def unsupported(self, channel: str, account: str) -> None:
+        """A message kind we do not handle (photo, voice, sticker ...): say so, or, to a stranger,
+        only how to register."""
+        known = self.router.directory.resolve(channel, account) is not None
+        reply = Reply(texts.UNSUPPORTED_MESSAGE if known else texts.UNKNOWN_ACCOUNT)
+        await self.delivery.send(channel, account, reply)
 
     def may_upload(self, channel: str, account: str) -> bool:
         """Whether a file from this account would reach the file handler (so is worth downloading)."""

@@ -221,3 +221,19 @@ async def test_upload_link_from_wecom_works_once_for_admins_only(tmp_path: Path)
             assert rec.files == [("liumin", "DRG通知.md", "# 通知\n第一条 ……".encode(), "江苏")]
             assert (await http.post(path, files=doc)).status_code == 404  # used up
             assert (await http.get("/upload/forged-token")).status_code == 404
+
+
+async def test_unsupported_message_kinds_are_answered_strangers_only_told_to_register(tmp_path: Path) -> None:
+    def image(user: str, msg_id: int) -> str:
+        return (f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[{user}]]>"
+                f"</FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[image]]></MsgType>"
+                f"<PicUrl><![CDATA[http://x/p.jpg]]></PicUrl><MediaId><![CDATA[M]]></MediaId>"
+                f"<MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>")
+
+    async with fake().running() as wc, running_bot(settings_for(tmp_path, **wecom_settings(wc))) as server, \
+            client(server) as http:
+        await post(http, image("ZhangSan", 9001))
+        await post(http, image("Stranger", 9002))
+        await wc.wait_for("message/send", 2)
+        assert wc.sent_texts("ZhangSan") == [texts.UNSUPPORTED_MESSAGE]
+        assert wc.sent_texts("Stranger") == [texts.UNKNOWN_ACCOUNT]

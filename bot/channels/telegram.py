@@ -114,6 +114,9 @@ class TelegramChannel(Channel):
         self.application.add_handler(
             MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, self._on_document))
         self.application.add_handler(CallbackQueryHandler(self._on_button))
+        self.application.add_handler(MessageHandler(
+            filters.ChatType.PRIVATE & ~filters.TEXT & ~filters.Document.ALL & ~filters.StatusUpdate.ALL,
+            self._on_other))
         self.application.add_error_handler(self._on_error)
         # at most as many requests in flight as the HTTP pool has connections: httpcore scans its
         # whole queue on every request, so a long queue inside it costs quadratic CPU time
@@ -222,6 +225,14 @@ class TelegramChannel(Channel):
                 ref={"chat_id": message.chat.id if message else None,
                      "message_id": message.message_id if message else None,
                      "callback_query_id": query.id}))
+
+    async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_user is None:
+            return
+        account = str(update.effective_user.id)
+        async with self.conversation.in_order(self.name, account):
+            if not await self.conversation.seen_before(self.name, f"telegram:upd:{update.update_id}"):
+                await self.conversation.unsupported(self.name, account)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed", exc_info=context.error, extra={"channel": self.name})

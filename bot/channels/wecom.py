@@ -205,7 +205,7 @@ class WeComChannel(Channel):
                                  "card_type": fields.get("CardType")})
         if kind == "event":  # enter_agent, subscribe ...: nothing to answer
             return None
-        await self.conversation.delivery.send(self.name, account, Reply(texts.UNSUPPORTED_MESSAGE))
+        await self.conversation.unsupported(self.name, account)
         return None
 
     async def _file(self, account: str, fields: dict[str, Any]) -> Incoming | None:
