@@ -205,8 +205,7 @@ class Delivery:
             await self.send(pressed.channel, pressed.account, remainder)
         return True
 
-    # retries ------------------------------------------------------------------------------
-    # sends that outlived the retry window ---------------------------------------------------------
+    # sends that outlived the retry window -----------------------------------------------------
     def _park(self, channel: str, account: str, reply: Reply, error: SendError) -> None:
         if self.engine is None:
             return
@@ -247,6 +246,7 @@ class Delivery:
                     session.add(current)
         return sent
 
+    # retries ----------------------------------------------------------------------------------
     async def _attempt(self, channel: Channel, op: Callable[[], Awaitable[None]],
                        window: float | None = None) -> SendError | None:
         """Run one send with pacing and retries; None on success, else the last error."""

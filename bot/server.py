@@ -57,13 +57,12 @@ class Runtime:
     wecom: WeComChannel | None = None
     uploads: UploadLinks | None = None
     started: list[Channel] = field(default_factory=list)
+    jobs: list[asyncio.Task[None]] = field(default_factory=list)
+    outbox_interval: float = 30.0  # how often parked sends are tried again
 
     @property
     def channels(self) -> list[Channel]:
         return [c for c in (self.telegram, self.wecom) if c is not None]
-
-    jobs: list[asyncio.Task[None]] = field(default_factory=list)
-    outbox_interval: float = 30.0  # how often parked sends are tried again
 
     async def start(self) -> None:
         """Start every configured channel, then the periodic jobs; if a channel fails, stop the others."""

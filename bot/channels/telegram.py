@@ -141,6 +141,9 @@ class TelegramChannel(Channel):
             if self.webhook_url:
                 await self.application.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
                                                        allowed_updates=ALLOWED_UPDATES)
+            else:
+                log.warning("webhook mode without SALESBOT_PUBLIC_URL: register the webhook yourself",
+                            extra={"channel": self.name})
         else:
             assert self.application.updater is not None
             await self.application.updater.start_polling(timeout=self.poll_timeout,
