@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bot.api import ApiHooks
 from bot.binding import register_binding
 from bot.commands import register_basic
+from bot.handlers_actions import register_actions
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
@@ -22,6 +24,7 @@ class App:
     engine: Engine
     directory: Directory
     router: Router
+    actions: Any = None  # skills.actions.ActionService: the scheduler calls .process_due_approvals(now)
     api: ApiHooks = field(default_factory=ApiHooks)  # admin API extension points
 
 
@@ -35,4 +38,5 @@ def build_app(settings: Settings) -> App:
     router = Router(directory)
     register_basic(router)
     register_binding(router, engine)
-    return App(settings=settings, engine=engine, directory=directory, router=router)
+    actions = register_actions(router, settings, engine)
+    return App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)

@@ -106,7 +106,8 @@ class Runtime:
 
 
 def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeout: int = 10,
-                  outbox_interval: float = 30.0, max_backoff: float = 30.0) -> Runtime:
+                  outbox_interval: float = 30.0, max_backoff: float = 30.0,
+                  approvals_interval: float = 60.0) -> Runtime:
     s = app.settings
     metrics = Metrics()
     delivery = Delivery(app.directory, metrics, retry_window=retry_window, max_backoff=max_backoff,
@@ -115,6 +116,7 @@ def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeou
     runtime = Runtime(app, metrics, delivery, conversation, uploads=UploadLinks(s.public_url),
                       outbox_interval=outbox_interval)
     runtime.uploads.register(app.router)  # type: ignore[union-attr]
+    _schedule_due_approvals(app, approvals_interval)
     max_upload = s.max_upload_mb * 1024 * 1024
     if s.telegram_enabled:
         assert s.telegram_token is not None
@@ -134,6 +136,19 @@ def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeou
             max_upload_bytes=max_upload)
         delivery.add(runtime.wecom, s.wecom_rate_limit)
     return runtime
+
+
+def _schedule_due_approvals(app: App, seconds: float) -> None:
+    """The approvals scheduler: escalate or expire approvals past their deadline, tell those concerned."""
+    service = app.actions
+    if service is None or not hasattr(service, "process_due_approvals"):
+        return
+    from bot.handlers_actions import notice_replies
+
+    async def due_approvals(now: datetime) -> list[Reply]:
+        return notice_replies(await asyncio.to_thread(service.process_due_approvals, now))
+
+    app.api.jobs.append((seconds, due_approvals))
 
 
 def secret_values(app: App) -> list[str]:

@@ -199,3 +199,23 @@ async def test_a_send_failing_past_the_retry_window_is_parked_and_sent_later(tmp
         assert "张三" in tg.sent_texts(ZHANGSAN_TG)[0]
         assert sum(1 for f in tg.failures if f[2] == 502) == 6
         await eventually(lambda: not Session(server.runtime.app.engine).exec(select(PendingSend)).all())
+
+
+async def test_an_approval_end_to_end_over_telegram(tmp_path: Path) -> None:
+    """The permission flow (issue 5) over the real channel: card to the manager, decision edits it."""
+    async with FakeTelegramServer(token="700999:TEST-token").running() as tg, \
+            running_bot(settings_for(tmp_path, **telegram_settings(tg))):
+        tg.push_text(ZHANGSAN_TG, "/comp 北医三院 800 设备故障")
+        await eventually(lambda: len(tg.sent_messages(WANGJING_TG)) == 1)
+        assert "已提交给 王静 审批" in tg.sent_texts(ZHANGSAN_TG)[0]
+        told = len(tg.sent_texts(ZHANGSAN_TG))  # the request, plus any grants the rules opened
+        card = tg.sent_messages(WANGJING_TG)[0]
+        assert "800 元" in card["text"]
+        approve = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        card_id = tg.history(WANGJING_TG)[-1]["message_id"]
+        tg.push_callback(WANGJING_TG, approve, card_id)
+        await tg.wait_for("editMessageText", 1)
+        await eventually(lambda: len(tg.sent_texts(ZHANGSAN_TG)) > told)
+        edited = tg.message(WANGJING_TG, card_id)
+        assert "你已批准" in edited["text"] and "reply_markup" not in edited
+        assert "王静 批准了你的申请" in tg.sent_texts(ZHANGSAN_TG)[told]

@@ -237,3 +237,23 @@ async def test_unsupported_message_kinds_are_answered_strangers_only_told_to_reg
         await wc.wait_for("message/send", 2)
         assert wc.sent_texts("ZhangSan") == [texts.UNSUPPORTED_MESSAGE]
         assert wc.sent_texts("Stranger") == [texts.UNKNOWN_ACCOUNT]
+
+
+async def test_an_approval_end_to_end_over_wecom(tmp_path: Path) -> None:
+    """The permission flow (issue 5) over WeCom: card to the manager, click, card updated."""
+    async with fake().running() as wc, running_bot(settings_for(tmp_path, **wecom_settings(wc))) as server, \
+            client(server) as http:
+        await post(http, wecom_text_xml("ZhangSan", "/comp 北医三院 800 设备故障"))
+        await eventually(lambda: len(wc.sent_cards("WangJing")) == 1)
+        card = wc.sent_cards("WangJing")[0]
+        assert card["main_title"]["title"].startswith("【审批请求 #1】")
+        assert any("800 元" in t for t in wc.sent_texts("WangJing"))  # the whole card text first
+        approve = card["button_list"][0]["key"]
+        told = len(wc.sent_texts("ZhangSan"))
+        click = wecom_template_card_event_xml("WangJing", approve, card["task_id"], response_code="RC")
+        await post(http, click)
+        await wc.wait_for("message/update_template_card", 1)
+        await eventually(lambda: len(wc.sent_texts("ZhangSan")) > told)
+        assert wc.card_updates[0]["button"]["replace_name"].startswith("✅") or \
+            "批准" in wc.card_updates[0]["button"]["replace_name"]
+        assert "王静 批准了你的申请" in wc.sent_texts("ZhangSan")[told]
