@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from bot.api import ApiHooks
+from bot.binding import register_binding
 from bot.commands import register_basic
 from bot.handlers_actions import register_actions
 from bot.handlers_signals import register_signals
@@ -26,6 +28,7 @@ class App:
     directory: Directory
     router: Router
     actions: Any = None  # skills.actions.ActionService: the scheduler calls .process_due_approvals(now)
+    api: ApiHooks = field(default_factory=ApiHooks)  # admin API extension points
 
 
 def build_app(settings: Settings) -> App:
@@ -37,8 +40,13 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
+    register_binding(router, engine)
     actions = register_actions(router, settings, engine)
     register_signals(router, engine, health_config(settings), note_extractor(settings))
     # a note or an event that changes tags re-runs the permission rules in the same transaction
     tag_hooks.register_in_transaction(actions.on_tag_changes, bind=engine, key="permissions")
-    return App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)
+    application = App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)
+    from bot.jobs_signals import register_event_api  # it imports App
+
+    register_event_api(application)
+    return application

@@ -12,6 +12,7 @@ from bot import cli_rules, texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
 from bot.cli_bench import bench_app
+from bot.cli_serve import register as register_serve_commands
 from bot.cli_signals import register_cli as register_signals_cli
 from bot.settings import SettingsError, load_settings
 from storage.seed import seed_org
@@ -73,7 +74,9 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
 
 cli_rules.register(app, _app)
 register_signals_cli(app, _app)
+register_serve_commands(app)  # serve, users invite, bench channels (bot/cli_serve.py)
 app.add_typer(bench_app, name="bench")
+
 
 if __name__ == "__main__":
     app()

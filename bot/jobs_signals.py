@@ -63,3 +63,37 @@ def schedule_jobs(scheduler: Any, app: App, send: Send) -> list[Any]:
                           args=(app, send), id="signals-journey-due", replace_existing=True, coalesce=True,
                           max_instances=1),
     ]
+
+
+def register_event_api(app: App) -> None:
+    """``POST /api/events/tags`` (CRM/ERP updates) and ``POST /api/events/journey`` (touchpoints).
+
+    Tag events go through the same tag path as notes, so they re-run the permission rules; the
+    notices (grants opened or closed, breakpoint alerts) are pushed to the people concerned.
+    """
+    from bot.api import EventOutcome
+    from bot.notices import notice_replies
+    from skills.signals.events import EventRejected, ingest_journey_events, ingest_tag_event
+
+    @app.api.event("tags")
+    async def tags(payload: dict[str, Any]) -> EventOutcome:
+        source = str(payload.pop("source", "api"))
+        try:
+            result = await asyncio.to_thread(ingest_tag_event, app.engine, payload, source=source)
+        except EventRejected as exc:
+            raise ValueError(str(exc)) from None
+        body = {"status": result.status,
+                "changes": [{"customer": c.customer_id, "tag": c.tag, "old": c.old_value, "new": c.new_value}
+                            for c in result.changes]}
+        return EventOutcome(body, notice_replies(result.notices))
+
+    @app.api.event("journey")
+    async def journey(payload: dict[str, Any]) -> EventOutcome:
+        events = payload.get("events")
+        if not isinstance(events, list):
+            raise ValueError('body must be {"events": [...], "source": "web"}')
+        s = app.settings
+        report = await asyncio.to_thread(ingest_journey_events, app.engine, events,
+                                         source=str(payload.get("source", "api")), rules=journey_rules(s),
+                                         repeat_days=s.journey_repeat_days)
+        return EventOutcome(report.as_dict(), notice_replies(report.notices))

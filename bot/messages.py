@@ -37,10 +37,17 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Reply:
-    """Something to show. ``to`` names another org user (a card to a manager); None = the sender."""
+    """Something to show. ``to`` names another org user (a card to a manager); None = the sender.
+
+    ``replace_card``: when answering a button press, the first reply to the presser replaces the
+    card the button was on (Telegram: the message is edited, its keyboard removed or replaced by
+    this reply's buttons; WeCom: the card's buttons become one grey label, the reply's first line).
+    False = send it as a new message and leave the card alone (e.g. a "thanks for the feedback").
+    """
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
     markdown: bool = False
     files: tuple[Attachment, ...] = ()
     to: str | None = None
+    replace_card: bool = True

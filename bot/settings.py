@@ -5,6 +5,7 @@ This is the only module that reads the environment; everything else takes plain 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_secret: SecretStr | None = None
+    telegram_rate_limit: float = Field(25.0, description="Messages/s to Telegram overall (limit is ~30).")
 
     wecom_corp_id: str | None = None
     wecom_secret: SecretStr | None = None
@@ -45,6 +47,13 @@ class Settings(BaseSettings):
     wecom_token: SecretStr | None = None
     wecom_aes_key: SecretStr | None = None
     wecom_api_base_url: str = "https://qyapi.weixin.qq.com/cgi-bin/"
+    wecom_rate_limit: float = Field(20.0, description="message/send calls per second to WeCom.")
+
+    public_url: str | None = Field(
+        None, description="Public https base URL of `salesbot serve`; set = Telegram webhook registered."
+    )
+    max_upload_mb: int = Field(20, description="Largest file accepted from chat or the admin API.")
+    invite_ttl_hours: int = Field(72, description="How long a /bind code from `users invite` is valid.")
 
     rules_file: Path | None = Field(None, description="Permission rules YAML; unset = examples/rules.yaml.")
     approval_escalate_after: str = Field("4h", description="Pending approvals escalate, then expire.")
@@ -84,6 +93,18 @@ class Settings(BaseSettings):
             raise SettingsError(f"SALESBOT_APPROVAL_ESCALATE_AFTER: {exc}") from None
         if self.wecom_aes_key and len(self.wecom_aes_key.get_secret_value()) != 43:
             raise SettingsError("SALESBOT_WECOM_AES_KEY must be 43 characters (the EncodingAESKey)")
+        if self.wecom_agent_id and not self.wecom_agent_id.strip().isdigit():
+            raise SettingsError("SALESBOT_WECOM_AGENT_ID must be the app's numeric AgentId")
+        token = self.telegram_token.get_secret_value() if self.telegram_token else None
+        if token is not None and not re.fullmatch(r"\d+:[\w-]+", token):
+            raise SettingsError("SALESBOT_TELEGRAM_TOKEN does not look like a bot token (digits:letters)")
+        if self.telegram_webhook_secret and not token:
+            raise SettingsError(
+                "SALESBOT_TELEGRAM_WEBHOOK_SECRET is set but SALESBOT_TELEGRAM_TOKEN is missing")
+        if self.telegram_webhook_secret and not re.fullmatch(
+                r"[A-Za-z0-9_-]{8,256}", self.telegram_webhook_secret.get_secret_value()):
+            raise SettingsError(
+                "SALESBOT_TELEGRAM_WEBHOOK_SECRET must be 8-256 characters of A-Z a-z 0-9 _ -")
         return self
 
     @property

@@ -23,6 +23,29 @@ TERMINAL_BANNER = "salesbot 终端对话 — 你是 {name}（{role}）。输入 
 TERMINAL_TO_OTHER = "→ 发给 {name}："
 TERMINAL_BUTTONS = "按钮："
 
+# identity binding (/bind)
+BIND_USAGE = "请发送「/bind 绑定码」，绑定码向管理员索取。"
+BIND_FAILED = "绑定码无效、已使用或已过期，请向管理员重新索取。"
+BIND_OK = "绑定成功！你好，{name}（{role}）。发送 /help 查看你可以做什么。"
+BIND_ALREADY = "这个账号已经绑定为 {name}，无需再次绑定。"
+
+# channels
+FILE_TOO_LARGE = "文件太大（上限 {limit} MB），没有收下。"
+FILE_DOWNLOAD_FAILED = "文件下载失败，没有收下，请稍后重发。"
+UNSUPPORTED_MESSAGE = "暂时只能处理文字、文件和按钮。"
+CARD_DONE = "已处理"
+UPLOAD_LINK = "请在 {minutes} 分钟内打开下面的链接上传文档（只能用一次）：\n{url}"
+UPLOAD_NO_URL = ("服务器没有配置公网地址（SALESBOT_PUBLIC_URL），暂时无法生成上传链接，"
+                 "请联系运维用管理接口上传。")
+UPLOAD_PAGE = (
+    "<!doctype html><meta charset='utf-8'><title>上传文档</title>"
+    "<h1>上传知识库文档</h1><p>{name}，请选择文件（PDF、DOCX、MD、TXT、HTML）。链接只能用一次。</p>"
+    "<form method='post' enctype='multipart/form-data'><input type='file' name='file' required> "
+    "<input type='text' name='note' placeholder='备注（可选）'> <button>上传</button></form>"
+)
+UPLOAD_DONE = "<!doctype html><meta charset='utf-8'><title>已上传</title><h1>已上传</h1>{replies}"
+UPLOAD_GONE = ("<!doctype html><meta charset='utf-8'><title>链接无效</title>"
+               "<p>链接无效或已过期，请在聊天里重新发送 /upload。</p>")
 ACTION_USAGE = {
     "comp": "用法：/comp 客户 金额 [原因]，例如 /comp 北医三院 300 交付延迟",
     "price": "用法：/price 客户 百分比 [原因]，例如 /price 积水潭 -12（降价 12%）",

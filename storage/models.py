@@ -325,3 +325,36 @@ class OpportunityHealth(SQLModel, table=True):
     reasons: list[Any] = _json([])  # [{"code", "points", "text"}]
     computed_at: datetime = _when(nullable=False)
     previous_at: datetime | None = _when()
+class InviteCode(SQLModel, table=True):
+    """One-time code binding a chat account to an org user (`salesbot users invite`, `/bind CODE`).
+
+    Only a hash of the code is stored; the code itself is shown once to the operator.
+    """
+
+    code_hash: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    expires_at: datetime = _when(nullable=False)
+    used_at: datetime | None = _when()
+    used_by: str | None = Field(default=None, description="channel:account that used it")
+    created_at: datetime = _when(nullable=False)
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """Incoming platform updates already handled: a retried or repeated delivery is dropped."""
+
+    key: str = Field(primary_key=True, max_length=255,
+                     description="e.g. wecom:msg:<MsgId>, telegram:upd:<id>")
+    at: datetime = _when(nullable=False, index=True)
+
+
+class PendingSend(SQLModel, table=True):
+    """A reply whose send kept failing for the whole retry window; re-sent later, never dropped."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    account: str
+    reply: dict[str, Any] = _json({})
+    attempts: int = 0
+    last_error: str = ""
+    next_attempt_at: datetime = _when(nullable=False, index=True)
+    created_at: datetime = _when(nullable=False)
