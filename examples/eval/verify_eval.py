@@ -1,5 +1,4 @@
 #!/usr/bin/env python3
-# -*- coding: utf-8 -*-
 """Verify the example knowledge base (examples/knowledge) and eval set (examples/eval).
 
 Checks:
@@ -90,7 +89,7 @@ def visible_text(path):
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".html":
         text = re.sub(r"(?is)<(head|script|style)\b.*?</\1>", "", text)
-        text = re.sub(r"(?i)</?(?:%s)\b[^>]*>" % BLOCK_TAGS, "\n\n", text)
+        text = re.sub(rf"(?i)</?(?:{BLOCK_TAGS})\b[^>]*>", "\n\n", text)
         text = re.sub(r"<[^>]+>", "", text)
         text = html.unescape(text)
     return text
