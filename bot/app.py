@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
 from bot.commands import register_basic
+from bot.handlers_knowledge import knowledge_factory, register_knowledge
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
+from knowledge.service import Knowledge
 from storage.db import create_schema, make_engine
 
 
@@ -20,6 +23,7 @@ class App:
     engine: Engine
     directory: Directory
     router: Router
+    knowledge: Callable[[], Knowledge] | None = None  # built on first use
 
 
 def build_app(settings: Settings) -> App:
@@ -31,4 +35,6 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
-    return App(settings=settings, engine=engine, directory=directory, router=router)
+    knowledge = knowledge_factory(settings, engine)
+    register_knowledge(router, knowledge)
+    return App(settings=settings, engine=engine, directory=directory, router=router, knowledge=knowledge)

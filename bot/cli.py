@@ -11,6 +11,8 @@ import typer
 from bot import texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
+from bot.cli_kb import ingest_examples
+from bot.cli_kb import register as register_kb_cli
 from bot.settings import SettingsError, load_settings
 from storage.seed import seed_org
 from storage.yamlfile import FileInvalid
@@ -65,7 +67,11 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
     """演示：导入示例组织，然后以示例销售代表的身份在终端里对话。"""
     application = _app()
     _seed(application, EXAMPLES / "org.yaml")
+    typer.echo(ingest_examples(application))
     _chat(application, user)
+
+
+register_kb_cli(app, _app)
 
 
 if __name__ == "__main__":
