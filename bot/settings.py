@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     issuer_weights: dict[str, float] = Field(
         default_factory=dict, description='Ranking weight by issuer substring, e.g. {"卫健委": 0.6} (JSON).'
     )
-    dense_weight: float = Field(0.15, description="Dense ranking weight; lexical is 1.0.")
+    dense_weight: float = Field(0.1, description="Dense ranking weight; lexical is 1.0.")
     min_relevance: float = Field(0.55, description="Share of question words a cited passage must hold.")
     history_turns: int = Field(3, description="Questions remembered per user for follow-ups.")
 

@@ -70,7 +70,30 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "记者": ("媒体", "采访"),
     "新闻": ("媒体", "报道", "舆情"),
     "底价": ("底价",),
+    "卫健委": ("卫生健康委",),
+    "医保局": ("医疗保障局",),
+    "药监局": ("药品监督管理局",),
 }
+
+# Kinds of answer (a date, an amount, a time limit, a ratio): the question's cue, the answer's shape.
+ANSWER_KINDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (
+        re.compile("啥时候|什么时候|何时|哪天|几号|生效|施行|落地"),
+        re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?(起|开始)"),
+    ),
+    (re.compile("多少钱|价格|价|多少一|费用|预算|几块"), re.compile(r"\d+(\.\d+)?(万|亿)?元")),
+    (
+        re.compile("多久|几天|时限|期限|多长时间|几年"),
+        re.compile(r"\d+(个)?(工作日|日|天|小时|个月|年)(内|以内)?"),
+    ),
+    (re.compile("几倍|比例|多少个点|降了多少|百分之|发生率|率"), re.compile(r"\d+(\.\d+)?%|\d+倍")),
+)
+
+
+def answer_kinds(question: str) -> list[re.Pattern[str]]:
+    """Shapes the answer to ``question`` probably has (empty when it does not say)."""
+    return [shape for cue, shape in ANSWER_KINDS if cue.search(question)]
+
 
 # What kind of answer a question wants -> words that such answers contain.
 ANSWER_CUES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (

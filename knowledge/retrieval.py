@@ -48,10 +48,13 @@ class Filters:
 
 @dataclass
 class RetrievalConfig:
-    dense_weight: float = 0.15
+    dense_weight: float = 0.1
     lexical_weight: float = 1.0
     rrf_k: int = 20
     candidates: int = 40
+    rerank_depth: int = 15
+    relevance_boost: float = 1.0
+    cue_boost: float = 0.3
     library_weights: dict[str, float] = field(default_factory=dict)
     issuer_weights: dict[str, float] = field(default_factory=dict)  # issuer substring -> weight
 
@@ -75,7 +78,8 @@ class Retriever:
     def weight(self, doc: Document) -> float:
         w = self.config.library_weights.get(doc.library, 1.0)
         for needle, issuer_weight in self.config.issuer_weights.items():
-            if needle and doc.issuer and needle in doc.issuer:
+            names = (needle, *lexicon.SYNONYMS.get(needle, ()))
+            if needle and doc.issuer and any(n in doc.issuer for n in names):
                 w *= issuer_weight
         return w
 
@@ -138,9 +142,17 @@ class Retriever:
             doc = docs[chunk.document_id]
             hits.append(Hit(chunk, doc, score * self.weight(doc), lex_rank.get(cid), dense_rank.get(cid)))
         hits.sort(key=lambda h: (-h.score, h.chunk.id))
-        hits = hits[:k]
+        hits = hits[: max(k, cfg.rerank_depth)]
         self.score_relevance(question, hits)
-        return hits
+        if cfg.rerank_depth and mode == "hybrid":
+            # the fused score, raised by how much of the question the passage holds and by whether it
+            # holds the kind of answer asked for (a date, an amount, a time limit ...)
+            wants = lexicon.answer_kinds(question)
+            for hit in hits:
+                cue = 1.0 if wants and any(p.search(hit.chunk.text) for p in wants) else 0.0
+                hit.score *= 1 + cfg.relevance_boost * hit.relevance + cfg.cue_boost * cue
+            hits.sort(key=lambda h: (-h.score, h.chunk.id))
+        return hits[:k]
 
     def score_relevance(self, question: str, hits: Sequence[Hit]) -> None:
         """Set each hit's ``relevance`` (share of the question's content words it contains) and
