@@ -115,7 +115,7 @@ class Answerer:
         if not question:
             return Answer(question, texts.EMPTY_QUESTION, refused=True)
         query = self.contextual_query(question, user)
-        hits = self.retriever.search(query, k=5, filters=filters)
+        hits = self.retriever.search(query, k=5, filters=filters, focus=question)
         self.remember(user, query)
         chosen = self.select(hits)
         if not chosen:

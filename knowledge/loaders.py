@@ -55,8 +55,8 @@ def load_document(name: str, content: bytes, *, max_bytes: int = DEFAULT_MAX_BYT
         raise LoadError(texts.NO_TEXT)
     if not doc.title:
         doc.title = _guess_title(doc.blocks, name)
-        if len(doc.blocks) > 1 and doc.blocks[0].text == doc.title:
-            doc.blocks = doc.blocks[1:]
+    if len(doc.blocks) > 1 and doc.blocks[0].text == doc.title:
+        doc.blocks = doc.blocks[1:]
     return doc
 
 

@@ -101,9 +101,16 @@ class Retriever:
         return [d.id for d in docs]
 
     def search(
-        self, question: str, *, k: int = 5, filters: Filters | None = None, mode: str = "hybrid"
+        self,
+        question: str,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        focus: str | None = None,
     ) -> list[Hit]:
-        """Best passages for ``question``; ``mode`` is hybrid, lexical or dense."""
+        """Best passages for ``question``; ``mode`` is hybrid, lexical or dense. ``focus``: the part of
+        the question relevance is judged on (a follow-up is searched with its context, judged alone)."""
         cfg = self.config
         with Session(self.kb.engine) as session:
             allowed = self.allowed_documents(session, filters)
@@ -143,7 +150,7 @@ class Retriever:
             hits.append(Hit(chunk, doc, score * self.weight(doc), lex_rank.get(cid), dense_rank.get(cid)))
         hits.sort(key=lambda h: (-h.score, h.chunk.id))
         hits = hits[: max(k, cfg.rerank_depth)]
-        self.score_relevance(question, hits)
+        self.score_relevance(focus if focus and lexicon.key_words(focus) else question, hits)
         if cfg.rerank_depth and mode == "hybrid":
             # the fused score, raised by how much of the question the passage holds and by whether it
             # holds the kind of answer asked for (a date, an amount, a time limit ...)
