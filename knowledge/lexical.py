@@ -40,8 +40,26 @@ def make_lexical(engine: Engine, context_weight: float = 0.3) -> LexicalIndex:
 
 
 class LexicalIndex:
+    # A term in more than this share of passages (and more than COMMON_MIN of them) adds almost
+    # nothing to BM25 but makes the query scan its whole posting list: it is left out of the match.
+    COMMON_SHARE = 0.05
+    COMMON_MIN = 500
+
     def __init__(self, context_weight: float):
         self.context_weight = context_weight
+
+    def total(self, session: Session) -> int:
+        """Passages in the index (from the documents' counts: cheap at any size)."""
+        value = session.connection().execute(text("SELECT coalesce(sum(chunk_count), 0) FROM document"))
+        return max(1, int(value.scalar() or 0))
+
+    def selective(self, terms: Sequence[str], df: dict[str, int], total: int, keep: int = 3) -> list[str]:
+        """``terms`` without the very common ones (the ``keep`` rarest stay in any case)."""
+        limit = max(self.COMMON_MIN, self.COMMON_SHARE * total)
+        chosen = [t for t in terms if df.get(t, 0) <= limit]
+        if len(chosen) < keep:
+            chosen = sorted(terms, key=lambda t: df.get(t, 0))[:keep]
+        return chosen
 
     def ensure_schema(self, conn: Connection) -> None:
         raise NotImplementedError
@@ -104,6 +122,7 @@ class SqliteLexical(LexicalIndex):
     ) -> list[tuple[str, float]]:
         if not terms or (document_ids is not None and not document_ids):
             return []
+        terms = self.selective(terms, self.doc_freq(session, terms), self.total(session))
         match = " OR ".join(f'"{t}"' for t in terms)
         sql = (
             f"SELECT chunk_id, bm25(chunk_fts, 0, 0, 1.0, {self.context_weight}) AS s FROM chunk_fts "
@@ -194,10 +213,10 @@ class PostgresLexical(LexicalIndex):
     ) -> list[tuple[str, float]]:
         if not terms or (document_ids is not None and not document_ids):
             return []
-        total = max(
-            1, int(session.connection().execute(text("SELECT count(*) FROM chunk_lex")).scalar() or 0)
-        )
-        idf = self.idf(session, terms, total)
+        total = self.total(session)
+        df = self.doc_freq(session, terms)
+        terms = self.selective(terms, df, total)
+        idf = {t: math.log(1 + (total - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in terms}
         params: dict[str, object] = {"k": k}
         parts, matchers = [], []
         for i, term in enumerate(terms):

@@ -202,7 +202,8 @@ def _posseg():
 _CONTENT_POS = ("n", "eng", "vn", "j", "b", "nz", "l", "x")
 
 
-def key_words(text: str) -> list[tuple[str, bool]]:
+@lru_cache(maxsize=4096)
+def key_words(text: str) -> tuple[tuple[str, bool], ...]:
     """Content words of a question for relevance checks: (word, is_noun), unique, in order."""
     out: dict[str, bool] = {}
     with _lock:
@@ -211,7 +212,7 @@ def key_words(text: str) -> list[tuple[str, bool]]:
         word, flag = pair.word.strip(), pair.flag
         if word and word not in STOPWORDS and _WORD.match(word):
             out.setdefault(word, flag.startswith(_CONTENT_POS) or word in _DOMAIN)
-    return list(out.items())
+    return tuple(out.items())
 
 
 _DOMAIN = frozenset(w.lower() for w in DOMAIN_WORDS) | frozenset(INTERNAL_TOPICS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -108,6 +109,7 @@ class Retriever:
         filters: Filters | None = None,
         mode: str = "hybrid",
         focus: str | None = None,
+        vector: Any = None,
     ) -> list[Hit]:
         """Best passages for ``question``; ``mode`` is hybrid, lexical or dense. ``focus``: the part of
         the question relevance is judged on (a follow-up is searched with its context, judged alone)."""
@@ -121,7 +123,8 @@ class Retriever:
                     session, lexicon.query_terms(question), cfg.candidates, allowed
                 )
             if mode in ("hybrid", "dense"):
-                vector = self.kb.embedder.encode_query(question)
+                if vector is None:
+                    vector = self.kb.embedder.encode_query(question)
                 dense = self.kb.vectors.query(vector, cfg.candidates, allowed)
             scores: dict[str, float] = {}
             lex_rank = {cid: r for r, (cid, _) in enumerate(lexical, start=1)}
@@ -169,7 +172,7 @@ class Retriever:
             return
         nouns = [w for w, noun in words if noun]
         with Session(self.kb.engine) as session:
-            total = max(1, _count_chunks(session))
+            total = self.kb.lexical.total(session)
             df = self.kb.lexical.doc_freq(session, [w for w, _ in words])
             idf = self.kb.lexical.idf(session, [w for w, _ in words], total)
             unknown = [w for w in nouns if df.get(w, 0) == 0 and not _is_known_alias(w, df)]
@@ -192,12 +195,6 @@ class Retriever:
 
 def _is_known_alias(word: str, df: dict[str, int]) -> bool:
     return bool(lexicon.SYNONYMS.get(word))
-
-
-def _count_chunks(session: Session) -> int:
-    from sqlalchemy import func
-
-    return int(session.exec(select(func.count()).select_from(Chunk)).one())
 
 
 def _context(hit: Hit) -> str:

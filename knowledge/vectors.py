@@ -92,14 +92,11 @@ class VectorIndex:
         """(chunk id, cosine similarity) best first, optionally only within ``document_ids``."""
         if document_ids is not None and not document_ids:
             return []
-        total = self.count()
-        if total == 0:
-            return []
         where = None
         if document_ids is not None:
             ids = list(document_ids)
             where = {"document_id": ids[0]} if len(ids) == 1 else {"document_id": {"$in": ids}}
         got = self.collection.query(
-            query_embeddings=[np.asarray(vector)], n_results=min(k, total), where=where, include=["distances"]
+            query_embeddings=[np.asarray(vector)], n_results=k, where=where, include=["distances"]
         )
         return [(i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)]
