@@ -14,7 +14,7 @@ import typer
 from bot import texts as bot_texts
 from bot.app import App
 from knowledge import texts
-from knowledge.base import LIBRARIES, DocumentMeta, IngestError
+from knowledge.base import LIBRARIES, DocumentMeta, IngestError, IngestResult
 from knowledge.loaders import SUPPORTED
 from knowledge.manifest import read_manifest
 from knowledge.retrieval import Filters
@@ -54,9 +54,15 @@ def _expand(paths: list[Path], meta: DocumentMeta) -> list[tuple[Path, DocumentM
 
 
 def ingest_files(
-    kb: Knowledge, items: list[tuple[Path, DocumentMeta]], *, as_json: bool = False, quiet: bool = False
+    kb: Knowledge,
+    items: list[tuple[Path, DocumentMeta]],
+    *,
+    as_json: bool = False,
+    quiet: bool = False,
+    batch: int = 16,
 ) -> int:
-    """Ingest each file on its own (one failure does not stop the rest); returns the failures."""
+    """Ingest each file on its own (one failure does not stop the rest), ``batch`` files per call to
+    the model; returns the number of failures."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -66,22 +72,35 @@ def ingest_files(
     )
     with progress:
         task = progress.add_task("入库中", total=len(items))
-        for path, meta in items:
-            try:
-                result = kb.kb.ingest_bytes(path.name, path.read_bytes(), meta, source=str(path))
-                record = {"file": str(path), **result.as_dict(), "error": None}
-                line = f"{path}: {result.message}"
-            except (IngestError, OSError) as exc:
-                failures += 1
-                record = {"file": str(path), "status": "failed", "error": str(exc)}
-                line = (
-                    f"{path}: {texts.INGEST_FAILED.format(reason=exc) if isinstance(exc, OSError) else exc}"
-                )
-            progress.advance(task)
-            if as_json:
-                _echo_json(record)
-            elif not quiet or record["status"] == "failed":
-                typer.echo(line, err=record["status"] == "failed")
+        for start in range(0, len(items), batch):
+            group = items[start : start + batch]
+            readable: list[tuple[str, bytes, DocumentMeta, str | None]] = []
+            outcomes: dict[int, IngestResult | IngestError | OSError] = {}
+            for i, (path, meta) in enumerate(group):
+                try:
+                    readable.append((path.name, path.read_bytes(), meta, str(path)))
+                except OSError as exc:
+                    outcomes[i] = exc
+            results = iter(kb.kb.ingest_many(readable))
+            for i, (path, _) in enumerate(group):
+                outcome = outcomes.get(i) or next(results)
+                if isinstance(outcome, IngestResult):
+                    record = {"file": str(path), **outcome.as_dict(), "error": None}
+                    line = f"{path}: {outcome.message}"
+                else:
+                    failures += 1
+                    reason = (
+                        texts.INGEST_FAILED.format(reason=outcome)
+                        if isinstance(outcome, OSError)
+                        else outcome
+                    )
+                    record = {"file": str(path), "status": "failed", "error": str(reason)}
+                    line = f"{path}: {reason}"
+                progress.advance(task)
+                if as_json:
+                    _echo_json(record)
+                elif not quiet or record["status"] == "failed":
+                    typer.echo(line, err=record["status"] == "failed")
     return failures
 
 

@@ -57,8 +57,9 @@ def register_knowledge(router: Router, knowledge: Callable[[], Knowledge]) -> No
     async def upload(turn: Turn) -> Reply:
         attachment = turn.msg.file
         assert attachment is not None
-        found = re.search(r"(" + "|".join(LIBRARIES) + r")", turn.args or "")
-        meta = DocumentMeta(library=found.group(1) if found else "policy")
+        names = {**{lib: lib for lib in LIBRARIES}, **{v: k for k, v in texts.LIBRARY_NAMES.items()}}
+        found = re.search("|".join(names), turn.args or "")
+        meta = DocumentMeta(library=names[found.group(0)] if found else "policy")
         kb = knowledge()
         try:
             result = await asyncio.to_thread(kb.kb.ingest_bytes, attachment.name, attachment.content, meta)

@@ -23,10 +23,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from knowledge import lexicon, texts
-from knowledge.chunking import Chunker
+from knowledge.chunking import Chunker, Passage
 from knowledge.embeddings import Embedder, text_hash
 from knowledge.lexical import LexicalIndex, LexRow, make_lexical
-from knowledge.loaders import DEFAULT_MAX_BYTES, LoadedDocument, LoadError, load_document
+from knowledge.loaders import DEFAULT_MAX_BYTES, LoadError, load_document
 from knowledge.vectors import VectorIndex
 from storage.db import session_scope
 from storage.models import Chunk, Document
@@ -110,6 +110,16 @@ class CheckReport:
         return {k: v for k, v in self.__dict__.items()} | {"ok": self.ok}
 
 
+@dataclass
+class _Prepared:
+    meta: DocumentMeta
+    source: str
+    doc_id: str
+    content_hash: str
+    title: str
+    passages: list[Passage]
+
+
 def document_id_for(name: str) -> str:
     """A readable, stable id from a file name: ``js-drg-2026.md`` -> ``js-drg-2026``."""
     stem = PurePath(name).stem.strip()
@@ -148,6 +158,46 @@ class KnowledgeBase:
     def ingest_bytes(
         self, name: str, content: bytes, meta: DocumentMeta, *, source: str | None = None
     ) -> IngestResult:
+        result = self.ingest_many([(name, content, meta, source)])[0]
+        if isinstance(result, IngestError):
+            raise result
+        return result
+
+    def ingest_many(
+        self, items: Sequence[tuple[str, bytes, DocumentMeta, str | None]]
+    ) -> list[IngestResult | IngestError]:
+        """Ingest several files, each all-or-nothing on its own; their passages go to the model in
+        one call (fewer, fuller batches). Returns a result or the error for each file, in order."""
+        prepared: list[_Prepared | IngestResult | IngestError] = []
+        for name, content, meta, source in items:
+            try:
+                prepared.append(self._prepare(name, content, meta, source))
+            except IngestError as exc:
+                prepared.append(exc)
+        todo = [p for p in prepared if isinstance(p, _Prepared)]
+        before = self.embedder.encoded
+        vectors = self.embedder.encode([x.embed_text for p in todo for x in p.passages]) if todo else None
+        embedded = self.embedder.encoded - before
+        out: list[IngestResult | IngestError] = []
+        offset = 0
+        for item in prepared:
+            if not isinstance(item, _Prepared):
+                out.append(item)
+                continue
+            assert vectors is not None
+            part = vectors[offset : offset + len(item.passages)]
+            offset += len(item.passages)
+            try:
+                result = self._write(item, part)
+                result.embedded = embedded if len(todo) == 1 else 0
+                out.append(result)
+            except IngestError as exc:
+                out.append(exc)
+        return out
+
+    def _prepare(
+        self, name: str, content: bytes, meta: DocumentMeta, source: str | None
+    ) -> _Prepared | IngestResult:
         if meta.library not in LIBRARIES:
             raise IngestError(
                 texts.UNKNOWN_LIBRARY.format(library=meta.library, choices="、".join(LIBRARIES))
@@ -156,22 +206,32 @@ class KnowledgeBase:
             loaded = load_document(name, content, max_bytes=self.max_bytes)
         except LoadError as exc:
             raise IngestError(str(exc)) from exc
-        return self._ingest(loaded, meta, source or name, document_id_for(meta.doc_id or name))
-
-    def _ingest(self, loaded: LoadedDocument, meta: DocumentMeta, source: str, doc_id: str) -> IngestResult:
         content_hash = text_hash(loaded.text)
-        with Session(self.engine) as session:
-            same = session.exec(select(Document).where(Document.content_hash == content_hash)).first()
-            if same is not None:
-                return IngestResult("duplicate", same, same.chunk_count)
+        same = self._same_content(content_hash)
+        if same is not None:
+            return IngestResult("duplicate", same, same.chunk_count)
         passages = self.chunker.split(loaded)
         if not passages:
             raise IngestError(texts.NO_TEXT)
-        title = meta.title or loaded.title
-        before = self.embedder.encoded
-        vectors = self.embedder.encode([p.embed_text for p in passages])
-        embedded = self.embedder.encoded - before
+        return _Prepared(
+            meta,
+            source or name,
+            document_id_for(meta.doc_id or name),
+            content_hash,
+            meta.title or loaded.title,
+            passages,
+        )
 
+    def _same_content(self, content_hash: str) -> Document | None:
+        with Session(self.engine) as session:
+            return session.exec(select(Document).where(Document.content_hash == content_hash)).first()
+
+    def _write(self, item: _Prepared, vectors: Any) -> IngestResult:
+        same = self._same_content(item.content_hash)  # an identical file earlier in the same batch
+        if same is not None:
+            return IngestResult("duplicate", same, same.chunk_count)
+        meta, source, doc_id, content_hash = item.meta, item.source, item.doc_id, item.content_hash
+        title, passages = item.title, item.passages
         new_ids: list[str] = []
         old_ids: list[str] = []
         try:
@@ -231,7 +291,7 @@ class KnowledgeBase:
                 raise
             raise IngestError(texts.INGEST_FAILED.format(reason=f"{type(exc).__name__}: {exc}")) from exc
         self._forget_vectors(old_ids)
-        return IngestResult(status, doc, len(passages), embedded)
+        return IngestResult(status, doc, len(passages))
 
     def _forget_vectors(self, ids: Sequence[str]) -> None:
         if ids:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,52 @@ def test_check_reports_drift_between_the_three_stores(kb: KnowledgeBase) -> None
     assert report.chunks == result.chunks and not report.missing_lexical
     kb.check(repair=True)
     assert kb.check().orphan_vectors == []
+
+
+DOCS = {
+    "js-gentai.md": (
+        "# 江苏省跟台管理通知\n\n第一条 跟台人员每年至少参加1次培训。\n\n第二条 跟台人员不得上台操作。\n",
+        DocumentMeta(
+            library="policy",
+            issuer="江苏省卫生健康委员会",
+            region="江苏",
+            effective_date=date(2026, 4, 1),
+            products=["GK-TR01"],
+        ),
+    ),
+    "bj-gentai.md": (
+        "# 北京市跟台管理通知\n\n第一条 跟台人员每半年参加1次培训。\n\n第二条 跟台须登记。\n",
+        DocumentMeta(
+            library="policy",
+            issuer="北京市医疗保障局",
+            region="北京",
+            effective_date=date(2026, 1, 1),
+            products=["XN-ZJ01"],
+        ),
+    ),
+    "case-gentai.md": (
+        "# 跟台培训案例\n\n跟台人员培训做得好的医院，投诉少了一半。\n",
+        DocumentMeta(library="case", issuer="销售部", region="全国"),
+    ),
+}
+
+
+def test_search_filters_and_weights_on_both_databases(kb: KnowledgeBase) -> None:
+    from knowledge.retrieval import Filters, RetrievalConfig, Retriever
+
+    for name, (text, meta) in DOCS.items():
+        kb.ingest_bytes(name, text.encode(), meta)
+    question = "跟台人员培训几次"
+
+    def top(config: RetrievalConfig | None = None, filters: Filters | None = None) -> list[str]:
+        return [h.document.id for h in Retriever(kb, config).search(question, k=3, filters=filters)]
+
+    assert set(top()[:3]) == {"js-gentai", "bj-gentai", "case-gentai"}
+    assert set(top(filters=Filters(region="北京"))) == {"bj-gentai", "case-gentai"}
+    assert set(top(filters=Filters(library=["case"]))) == {"case-gentai"}
+    assert set(top(filters=Filters(product="GK-TR01"))) == {"js-gentai"}
+    assert set(top(filters=Filters(since=date(2026, 3, 1)))) == {"js-gentai"}
+    favour_js = top(RetrievalConfig(issuer_weights={"卫健委": 3.0}))
+    favour_bj = top(RetrievalConfig(issuer_weights={"医保局": 3.0}))
+    assert favour_js[0] == "js-gentai" and favour_bj[0] == "bj-gentai"
+    assert top(RetrievalConfig(library_weights={"case": 5.0}))[0] == "case-gentai"
