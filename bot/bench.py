@@ -76,6 +76,8 @@ def ingest_bench(settings: Settings, manifest: Path, repeats: int = 3) -> dict[s
                     "encode_s": encode,
                     "chunks": chunks,
                     "overhead": pipeline / encode - 1,
+                    "rest_s": pipeline - embedder.encode_seconds,  # everything but the model, same run
+                    "rest_share": (pipeline - embedder.encode_seconds) / encode,
                 }
             )
             engine.dispose()
@@ -89,6 +91,7 @@ def ingest_bench(settings: Settings, manifest: Path, repeats: int = 3) -> dict[s
         "median_overhead": statistics.median(overheads),
         "min_overhead": min(overheads),
         "max_overhead": max(overheads),
+        "median_rest_share": statistics.median(r["rest_share"] for r in runs),
     }
 
 

@@ -53,13 +53,15 @@ def register_bench(bench: typer.Typer, knowledge: Callable[[], Any]) -> None:
         for r in result["runs"]:
             typer.echo(
                 f"pipeline {r['pipeline_s']:.2f} s  encode {r['encode_s']:.2f} s  "
-                f"overhead {r['overhead']:+.1%}  ({r['chunks']} chunks)"
+                f"overhead {r['overhead']:+.1%}  non-model work {r['rest_s']:.2f} s "
+                f"= {r['rest_share']:.1%} of encode  ({r['chunks']} chunks)"
             )
         typer.echo(
             f"median: pipeline {result['median_pipeline_s']:.2f} s, "
             f"encode {result['median_encode_s']:.2f} s, "
             f"overhead {result['median_overhead']:+.1%} "
-            f"(min {result['min_overhead']:+.1%}, max {result['max_overhead']:+.1%})"
+            f"(min {result['min_overhead']:+.1%}, max {result['max_overhead']:+.1%}); "
+            f"non-model work {result['median_rest_share']:.1%} of encode"
         )
 
     @bench.command("query")

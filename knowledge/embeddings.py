@@ -11,6 +11,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class Embedder:
         self._cache = EmbeddingCache(cache_path) if cache_path else None
         self._memory: dict[str, np.ndarray] = {}
         self.encoded = 0  # texts actually sent to the model (for tests and benchmarks)
+        self.encode_seconds = 0.0  # time spent inside the model
 
     @property
     def model(self) -> Any:
@@ -122,6 +124,7 @@ class Embedder:
         if missing:
             by_hash = dict(zip(hashes, texts, strict=True))
             todo = [by_hash[h] for h in missing]
+            started = time.perf_counter()
             vectors = self.model.encode(
                 todo,
                 batch_size=self.batch_size,
@@ -130,6 +133,7 @@ class Embedder:
                 show_progress_bar=False,
             )
             self.encoded += len(todo)
+            self.encode_seconds += time.perf_counter() - started
             fresh = dict(zip(missing, vectors.astype(np.float32), strict=True))
             self._memory.update(fresh)
             if self._cache is not None:
