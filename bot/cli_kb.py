@@ -248,7 +248,7 @@ def register(app: typer.Typer, build: Callable[[], App]) -> None:
     _build = build
     app.add_typer(kb_app, name="kb")
     app.command()(ask)
-    from bot.cli_bench import register_bench
+    from bot.cli_kb_bench import register_bench
 
     register_bench(bench_app, _knowledge)
     app.add_typer(bench_app, name="bench")
