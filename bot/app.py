@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from bot.commands import register_basic
+from bot.handlers_actions import register_actions
 from bot.handlers_knowledge import knowledge_factory, register_knowledge
 from bot.identity import Directory
 from bot.router import Router
@@ -23,6 +25,7 @@ class App:
     engine: Engine
     directory: Directory
     router: Router
+    actions: Any = None  # skills.actions.ActionService: the scheduler calls .process_due_approvals(now)
     knowledge: Callable[[], Knowledge] | None = None  # built on first use
 
 
@@ -35,6 +38,8 @@ def build_app(settings: Settings) -> App:
     directory = Directory(engine)
     router = Router(directory)
     register_basic(router)
+    actions = register_actions(router, settings, engine)
     knowledge = knowledge_factory(settings, engine)
     register_knowledge(router, knowledge)
-    return App(settings=settings, engine=engine, directory=directory, router=router, knowledge=knowledge)
+    return App(settings=settings, engine=engine, directory=directory, router=router, actions=actions,
+               knowledge=knowledge)

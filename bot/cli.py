@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot import texts
+from bot import cli_rules, texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
 from bot.cli_kb import ingest_examples
@@ -67,10 +67,12 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
     """演示：导入示例组织，然后以示例销售代表的身份在终端里对话。"""
     application = _app()
     _seed(application, EXAMPLES / "org.yaml")
+    cli_rules.walkthrough(application)
     typer.echo(ingest_examples(application))
     _chat(application, user)
 
 
+cli_rules.register(app, lambda: _app())
 register_kb_cli(app, _app)
 
 

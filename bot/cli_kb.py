@@ -250,5 +250,8 @@ def register(app: typer.Typer, build: Callable[[], App]) -> None:
     app.command()(ask)
     from bot.cli_kb_bench import register_bench
 
-    register_bench(bench_app, _knowledge)
-    app.add_typer(bench_app, name="bench")
+    # `salesbot bench` is shared: join the group another area registered, or start it
+    shared = next((g.typer_instance for g in app.registered_groups if g.name == "bench"), None)
+    register_bench(shared or bench_app, _knowledge)
+    if shared is None:
+        app.add_typer(bench_app, name="bench")

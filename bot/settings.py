@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     wecom_aes_key: SecretStr | None = None
     wecom_api_base_url: str = "https://qyapi.weixin.qq.com/cgi-bin/"
 
+    rules_file: Path | None = Field(None, description="Permission rules YAML; unset = examples/rules.yaml.")
+    approval_escalate_after: str = Field("4h", description="Pending approvals escalate, then expire.")
+    action_webhook_url: str | None = Field(None, description="Executed actions are POSTed here.")
+
     admin_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens for /api/.")
     log_json: bool = False
 
@@ -74,6 +78,12 @@ class Settings(BaseSettings):
             if present and len(present) != len(fields):
                 missing = ", ".join(f"SALESBOT_{f.upper()}" for f in fields if f not in present)
                 raise SettingsError(f"{name} is partly configured; missing: {missing}")
+        try:
+            from skills.rules import parse_duration
+
+            parse_duration(self.approval_escalate_after)
+        except ValueError as exc:
+            raise SettingsError(f"SALESBOT_APPROVAL_ESCALATE_AFTER: {exc}") from None
         if self.wecom_aes_key and len(self.wecom_aes_key.get_secret_value()) != 43:
             raise SettingsError("SALESBOT_WECOM_AES_KEY must be 43 characters (the EncodingAESKey)")
         return self

@@ -22,3 +22,18 @@ WHOAMI = "你是 {name}（{id}），角色：{role}，区域：{region}，上级
 TERMINAL_BANNER = "salesbot 终端对话 — 你是 {name}（{role}）。输入 /help 查看命令，Ctrl-D 退出。"
 TERMINAL_TO_OTHER = "→ 发给 {name}："
 TERMINAL_BUTTONS = "按钮："
+
+ACTION_USAGE = {
+    "comp": "用法：/comp 客户 金额 [原因]，例如 /comp 北医三院 300 交付延迟",
+    "price": "用法：/price 客户 百分比 [原因]，例如 /price 积水潭 -12（降价 12%）",
+    "repair": "用法：/repair 客户 [设备/原因]，例如 /repair 鼓楼 CT球管",
+    "warranty": "用法：/warranty 客户 月数 [原因]，例如 /warranty 省人医 12",
+    "audit": "用法：/audit 客户，例如 /audit 北医三院",
+}
+BUTTON_MALFORMED = "这个按钮的数据不完整或已损坏，没有做任何改动。"
+AUDIT_ACTIONS = {
+    "decision": "决策", "approval.create": "提交审批", "approval.approve": "批准", "approval.reject": "拒绝",
+    "approval.escalate": "升级", "approval.expire": "过期", "execute": "执行",
+    "execute.blocked": "复核未通过",
+    "grant.open": "开放授权", "grant.close": "收回授权", "tags.set": "标签变更", "rules.reload": "规则重载",
+}

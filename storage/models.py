@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
 from storage.types import Money, UTCDateTime, utcnow
@@ -147,7 +147,7 @@ class ActionRequest(SQLModel, table=True):
 
 class Approval(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    request_id: int = Field(foreign_key="actionrequest.id", index=True)
+    request_id: int = Field(foreign_key="actionrequest.id", unique=True, description="one per request")
     approver_id: str = Field(foreign_key="user.id", index=True)
     level: int = 1
     status: str = Field(default="pending", index=True)
@@ -160,6 +160,10 @@ class Approval(SQLModel, table=True):
 
 
 class Grant(SQLModel, table=True):
+    # one armed grant per rule, subject, recipient and capability: two requests racing to open the same
+    # grant cannot both succeed (the loser retries and finds the winner's grant)
+    __table_args__ = (Index("ux_grant_armed", "rule_id", "subject", "user_id", "capability", unique=True,
+                            sqlite_where=text("armed"), postgresql_where=text("armed")),)
     id: int | None = Field(default=None, primary_key=True)
     rule_id: str = Field(index=True)
     user_id: str = Field(foreign_key="user.id", index=True)
@@ -173,6 +177,45 @@ class Grant(SQLModel, table=True):
     basis: dict[str, Any] = _json({})
     closed_at: datetime | None = _when()
     close_reason: str | None = None
+    region: str | None = Field(default=None, index=True, description="region-wide grant (customer_id None)")
+    subject: str = Field(default="", index=True, description="customer:<id> | region:<name>")
+    armed: bool = Field(default=True, description="the rule's condition still held when last evaluated")
+
+
+class SubjectTags(SQLModel, table=True):
+    """Tags of subjects other than customers (a region's public-opinion level, an event ...)."""
+
+    subject_type: str = Field(primary_key=True, description="region | rep | event")
+    subject_id: str = Field(primary_key=True)
+    tags: dict[str, Any] = _json({})
+
+
+class ActionLedger(SQLModel, table=True):
+    """Every executed action, once: the system of record when no webhook is configured."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="actionrequest.id", unique=True, description="at most one execution")
+    reference: str = Field(unique=True, description="voucher / reference code, e.g. CP-20261203-7K3F9Q")
+    skill: str
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True)
+    amount: Decimal | None = _money()
+    params: dict[str, Any] = _json({})
+    executed_by: str
+    authorised_by: str
+    executed_at: datetime = _when(nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    """Executed actions waiting to be sent to the external system (SALESBOT_ACTION_WEBHOOK_URL)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    payload: dict[str, Any] = _json({})
+    status: str = Field(default="queued", index=True, description="queued | sent | failed")
+    attempts: int = 0
+    next_attempt_at: datetime = _when(nullable=False, index=True)
+    last_error: str = ""
+    sent_at: datetime | None = _when()
 
 
 class Push(SQLModel, table=True):
