@@ -117,7 +117,7 @@ class Answerer:
         query = self.contextual_query(question, user)
         hits = self.retriever.search(query, k=5, filters=filters, focus=question)
         self.remember(user, query)
-        chosen = self.select(hits)
+        chosen = self.select(hits, question)
         if not chosen:
             return Answer(question, self.refusal(), refused=True)
         citations = [_citation(n, hit) for n, hit in enumerate(chosen, start=1)]
@@ -127,14 +127,18 @@ class Answerer:
                 return written
         return Answer(question, self.extractive(query, chosen, citations), refused=False, citations=citations)
 
-    def select(self, hits: Sequence[Hit]) -> list[Hit]:
-        """The passages to cite: relevant enough, close to the best; none -> refuse."""
+    def select(self, hits: Sequence[Hit], question: str = "") -> list[Hit]:
+        """The passages to cite: relevant enough, close to the best; none -> refuse. When the
+        question asks for a date, an amount or a time limit, passages that hold one come first."""
         cfg = self.config
         relevant = [h for h in hits if h.relevance >= cfg.min_relevance and not h.missing]
         if not relevant:
             return []
         best = relevant[0].score
-        return [h for h in relevant if h.score >= best * cfg.keep_ratio][: cfg.max_citations]
+        chosen = [h for h in relevant if h.score >= best * cfg.keep_ratio][: cfg.max_citations]
+        wants = lexicon.answer_kinds(question)
+        shaped = [h for h in chosen if any(p.search(h.chunk.text) for p in wants)]
+        return shaped or chosen
 
     def extractive(self, query: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> str:
         lines = [texts.ANSWER_HEADER]

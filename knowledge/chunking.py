@@ -64,9 +64,10 @@ class Chunker:
         pending: list[Block] = []  # short paragraphs waiting to be merged with the next one
 
         def context() -> tuple[str, str]:
-            ordered = [levels[k] for k in sorted(levels)]
-            headings = [h for h in ordered if len(h) > 6]
-            return "".join(_short(h) for h in ordered), (headings[-1] if headings else "")
+            ordered = [(k, levels[k]) for k in sorted(levels)]
+            headings = [h for _, h in ordered if len(h) > 6]
+            section = "".join(_cite(k, h) for k, h in ordered)
+            return section, (headings[-1] if headings else "")
 
         for block in doc.blocks:
             marker = section_marker(block.text)
@@ -131,6 +132,10 @@ def _embed(heading: str, text: str) -> str:
     return f"{heading}：{text}" if heading else text
 
 
-def _short(heading: str) -> str:
-    """Keep a heading readable in a citation: long headings are cut at 20 characters."""
+def _cite(level: int, heading: str) -> str:
+    """How a heading appears in a citation: articles and items by their marker (第八条, （一）),
+    chapters and parts by their text when short (二、执行时间和采购周期), else by their marker."""
+    found = section_marker(heading)
+    if found is not None and (level >= 3 or len(heading) > 20):
+        return found[1].strip()
     return heading if len(heading) <= 20 else heading[:20] + "…"

@@ -180,7 +180,10 @@ def query_terms(text: str) -> list[str]:
     base = words(text)
     expanded = list(base)
     for word in base:
-        for alias in SYNONYMS.get(word, ()):
+        fixed = correct(word)
+        if fixed:
+            expanded.append(fixed)
+        for alias in SYNONYMS.get(fixed or word, ()):
             expanded.extend(words(alias))
     for pattern, cues in ANSWER_CUES:
         if pattern.search(text):
@@ -216,6 +219,29 @@ def key_words(text: str) -> tuple[tuple[str, bool], ...]:
 
 
 _DOMAIN = frozenset(w.lower() for w in DOMAIN_WORDS) | frozenset(INTERNAL_TOPICS)
+
+
+@lru_cache(maxsize=1)
+def _homophones() -> dict[str, str]:
+    """Toneless pinyin of each dictionary word and abbreviation -> the word (first one wins)."""
+    out: dict[str, str] = {}
+    for word in [*DOMAIN_WORDS, *SYNONYMS]:
+        word = word.lower()
+        if re.fullmatch(rf"[{_CJK}]{{2,}}", word):
+            out.setdefault(_word_pinyin(word), word)
+    return out
+
+
+def _word_pinyin(word: str) -> str:
+    return "".join(_pinyin(c) for c in word)
+
+
+def correct(word: str) -> str | None:
+    """The dictionary word ``word`` is a pinyin-IME typo of (集彩 -> 集采, 挂王 -> 挂网), if any."""
+    if not re.fullmatch(rf"[{_CJK}]{{2,}}", word):
+        return None
+    found = _homophones().get(_word_pinyin(word))
+    return found if found and found != word else None
 
 
 def homophone_terms(word: str) -> list[str]:

@@ -216,7 +216,9 @@ def coverage(words: Sequence[tuple[str, float]], context: str) -> float:
     found = weight = 0.0
     for word, w in words:
         weight += w
-        if word in context or any(alias in context for alias in lexicon.SYNONYMS.get(word, ())):
+        fixed = lexicon.correct(word) if word not in context else None
+        names = (word, *([fixed] if fixed else []), *lexicon.SYNONYMS.get(fixed or word, ()))
+        if any(name in context for name in names):
             found += w
             continue
         parts = lexicon.bigrams(word)
