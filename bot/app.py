@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,11 +13,13 @@ from bot.api import ApiHooks
 from bot.binding import register_binding
 from bot.commands import register_basic
 from bot.handlers_actions import register_actions
+from bot.handlers_knowledge import knowledge_factory, register_knowledge
 from bot.handlers_signals import register_signals
 from bot.identity import Directory
 from bot.router import Router
 from bot.settings import Settings
 from bot.signals_config import health_config, note_extractor
+from knowledge.service import Knowledge
 from skills.signals.tags import tag_hooks
 from storage.db import create_schema, make_engine
 
@@ -29,6 +32,7 @@ class App:
     router: Router
     actions: Any = None  # skills.actions.ActionService: the scheduler calls .process_due_approvals(now)
     api: ApiHooks = field(default_factory=ApiHooks)  # admin API extension points
+    knowledge: Callable[[], Knowledge] | None = None  # built on first use
 
 
 def build_app(settings: Settings) -> App:
@@ -42,10 +46,13 @@ def build_app(settings: Settings) -> App:
     register_basic(router)
     register_binding(router, engine)
     actions = register_actions(router, settings, engine)
+    knowledge = knowledge_factory(settings, engine)
+    register_knowledge(router, knowledge)
     register_signals(router, engine, health_config(settings), note_extractor(settings))
     # a note or an event that changes tags re-runs the permission rules in the same transaction
     tag_hooks.register_in_transaction(actions.on_tag_changes, bind=engine, key="permissions")
-    application = App(settings=settings, engine=engine, directory=directory, router=router, actions=actions)
+    application = App(settings=settings, engine=engine, directory=directory, router=router, actions=actions,
+                      knowledge=knowledge)
     from bot.jobs_signals import register_event_api  # it imports App
 
     register_event_api(application)

@@ -12,6 +12,8 @@ from bot import cli_rules, texts
 from bot.app import App, build_app
 from bot.channels.terminal import TerminalChannel
 from bot.cli_bench import bench_app
+from bot.cli_kb import ingest_examples
+from bot.cli_kb import register as register_kb_cli
 from bot.cli_serve import register as register_serve_commands
 from bot.cli_signals import register_cli as register_signals_cli
 from bot.settings import SettingsError, load_settings
@@ -69,12 +71,14 @@ def demo(user: Annotated[str, typer.Option("--as", help="演示用户")] = DEMO_
     application = _app()
     _seed(application, EXAMPLES / "org.yaml")
     cli_rules.walkthrough(application)
+    typer.echo(ingest_examples(application))
     _chat(application, user)
 
 
 cli_rules.register(app, _app)
 register_signals_cli(app, _app)
 register_serve_commands(app)  # serve, users invite, bench channels (bot/cli_serve.py)
+register_kb_cli(app, _app)
 app.add_typer(bench_app, name="bench")
 
 

@@ -30,6 +30,24 @@ class Settings(BaseSettings):
     )
     org_file: Path | None = Field(None, description="Org YAML loaded by `salesbot demo`.")
 
+    # knowledge base (issue 3)
+    embedding_cache: Path | None = Field(
+        Path.home() / ".cache" / "salesbot" / "embeddings.sqlite",
+        description="SQLite file caching passage vectors by model and text hash; unset = memory only.",
+    )
+    max_upload_mb: float = Field(20.0, description="Largest document accepted for ingest.")
+    chunk_tokens: int = Field(250, description="Passage limit in model tokens (never above the model's).")
+    library_weights: dict[str, float] = Field(
+        default_factory=lambda: {"policy": 1.0, "literature": 1.0, "sentiment": 1.0, "case": 1.0},
+        description="Ranking weight per library (JSON).",
+    )
+    issuer_weights: dict[str, float] = Field(
+        default_factory=dict, description='Ranking weight by issuer substring, e.g. {"卫健委": 0.6} (JSON).'
+    )
+    dense_weight: float = Field(0.1, description="Dense ranking weight; lexical is 1.0.")
+    min_relevance: float = Field(0.55, description="Share of question words a cited passage must hold.")
+    history_turns: int = Field(3, description="Questions remembered per user for follow-ups.")
+
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for answer writing.")
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None

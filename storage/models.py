@@ -98,6 +98,22 @@ class Document(SQLModel, table=True):
     chunk_count: int = 0
     created_at: datetime = _when(nullable=False)
     extra: dict[str, Any] = _json({})
+    updated_at: datetime = _when(nullable=False)
+    embedding_model: str = ""
+
+
+class Chunk(SQLModel, table=True):
+    """A passage of a document, small enough for the embedding model; the unit of retrieval and citing."""
+
+    id: str = Field(primary_key=True, description="<document id>:v<version>:<ordinal>; also the Chroma id")
+    document_id: str = Field(foreign_key="document.id", index=True)
+    ordinal: int
+    text: str
+    section: str = ""
+    heading: str = Field(default="", description="enclosing heading, embedded and indexed with the text")
+    page: int | None = None
+    token_count: int = 0
+    content_hash: str = Field(index=True, description="sha256 of the embedded text (embedding cache key)")
 
 
 class TagChange(SQLModel, table=True):

@@ -78,3 +78,30 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     create_schema(eng)
     yield eng
     eng.dispose()
+
+
+# knowledge base (issue 3) ------------------------------------------------------------------
+EMBEDDING_CACHE = Path.home() / ".cache" / "salesbot" / "embeddings.sqlite"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The bundled MiniLM, loaded once per test session; vectors cached by text hash across runs."""
+    from knowledge.embeddings import Embedder
+
+    return Embedder(cache_path=EMBEDDING_CACHE)
+
+
+@pytest.fixture(scope="session")
+def example_knowledge(embedder, tmp_path_factory: pytest.TempPathFactory):
+    """examples/knowledge ingested once per session (SQLite + embedded Chroma); read-only for tests."""
+    from knowledge.manifest import read_manifest
+    from knowledge.service import Knowledge, KnowledgeConfig
+
+    home = tmp_path_factory.mktemp("example-kb")
+    eng = make_engine(f"sqlite:///{home / 'salesbot.db'}")
+    create_schema(eng)
+    kb = Knowledge.build(eng, KnowledgeConfig(home=home), embedder=embedder)
+    for path, meta in read_manifest(EXAMPLES / "knowledge" / "manifest.yaml"):
+        kb.kb.ingest_bytes(path.name, path.read_bytes(), meta, source=str(path))
+    return kb

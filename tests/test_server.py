@@ -78,14 +78,15 @@ async def test_health_metrics_and_admin_api_over_a_socket(tmp_path: Path) -> Non
         assert "# TYPE salesbot_reply_latency_seconds histogram" in metrics.text
 
 
-async def test_admin_api_without_tokens_is_disabled_and_ingest_missing_is_501(tmp_path: Path) -> None:
+async def test_admin_api_without_tokens_is_disabled_and_uploads_reach_the_knowledge_base(
+        tmp_path: Path) -> None:
     async with running_bot(settings_for(tmp_path, admin_tokens=[])) as server, client(server) as http:
         resp = await http.post("/api/events/x", json={}, headers=AUTH)
         assert resp.status_code == 503 and "SALESBOT_ADMIN_TOKENS" in resp.text
     async with running_bot(settings_for(tmp_path)) as server, client(server) as http:
-        doc = {"file": ("a.txt", b"x", "text/plain")}
+        doc = {"file": ("a.txt", b"", "text/plain")}
         resp = await http.post("/api/documents", files=doc, data={"user": "liumin"}, headers=AUTH)
-        assert resp.status_code == 501
+        assert resp.status_code == 200 and resp.json()["replies"] == ["文件是空的，没有可以入库的文字。"]
 
 
 # -- salesbot serve as a process ------------------------------------------------------------------
