@@ -14,6 +14,7 @@ from skills.signals import texts
 from skills.signals.health import HealthConfig, recompute_health
 from skills.signals.llm_extract import Extractor
 from skills.signals.notes import record_note, undo_note
+from storage.lookup import reports_to
 from storage.models import Product, Role, User
 from storage.types import utcnow
 
@@ -66,7 +67,7 @@ def register_signals(router: Router, engine: Engine, health: HealthConfig | None
         with Session(engine) as s:
             users = {u.id: u for u in s.exec(select(User))}
         me = turn.user.id
-        mine = [h for h in scores if h.owner_id == me or _under(users, h.owner_id, me)]
+        mine = [h for h in scores if h.owner_id == me or reports_to(users, h.owner_id, me)]
         if not mine:
             return Reply(texts.HEALTH_NONE)
         lines = [texts.HEALTH_MINE_HEADER.format(count=len(mine))]
@@ -76,13 +77,3 @@ def register_signals(router: Router, engine: Engine, health: HealthConfig | None
                                                              stage=h.stage, health=h.explain()))
         return Reply("\n".join(lines))
 
-
-def _under(users: dict[str, User], user_id: str, manager_id: str) -> bool:
-    seen: set[str] = set()
-    current = users.get(user_id)
-    while current is not None and current.manager_id and current.id not in seen:
-        seen.add(current.id)
-        if current.manager_id == manager_id:
-            return True
-        current = users.get(current.manager_id)
-    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from storage.models import Customer
+from storage.models import Customer, User
 
 
 def find_customers(session: Session, query: str) -> list[Customer]:
@@ -37,3 +37,15 @@ def customers_mentioned(session: Session, text: str) -> list[Customer]:
             if name and name in text:
                 hits[c.id] = (max(len(name), hits.get(c.id, (0, c))[0]), c)
     return [c for _, c in sorted(hits.values(), key=lambda h: -h[0])]
+
+
+def reports_to(users: dict[str, User], user_id: str, manager_id: str) -> bool:
+    """Whether ``manager_id`` is somewhere above ``user_id`` in the reporting chain (cycle-safe)."""
+    seen: set[str] = set()
+    current = users.get(user_id)
+    while current is not None and current.manager_id and current.id not in seen:
+        seen.add(current.id)
+        if current.manager_id == manager_id:
+            return True
+        current = users.get(current.manager_id)
+    return False

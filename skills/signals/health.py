@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from skills.notices import Notice
 from skills.signals import texts
 from storage.db import session_scope
+from storage.lookup import reports_to
 from storage.models import Customer, Opportunity, OpportunityHealth, Signal, TagChange, User
 
 CHINA = timedelta(hours=8)
@@ -225,7 +226,7 @@ def daily_digest(engine: Engine, now: datetime, config: HealthConfig | None = No
             lines.append(texts.DIGEST_MORE.format(count=len(items) - limit))
         notices.append(Notice(rep_id, "\n".join(lines), kind="digest"))
     for manager in sorted((u for u in users.values() if u.role == "manager"), key=lambda u: u.id):
-        team = [h for h in decaying if _reports_to(users, h.owner_id, manager.id)]
+        team = [h for h in decaying if reports_to(users, h.owner_id, manager.id)]
         if not team:
             continue
         lines = [texts.DIGEST_MANAGER_HEADER.format(name=manager.name, count=len(team))]
@@ -238,13 +239,3 @@ def daily_digest(engine: Engine, now: datetime, config: HealthConfig | None = No
         notices.append(Notice(manager.id, "\n".join(lines), kind="digest"))
     return notices
 
-
-def _reports_to(users: dict[str, User], user_id: str, manager_id: str) -> bool:
-    seen: set[str] = set()
-    current = users.get(user_id)
-    while current is not None and current.manager_id and current.id not in seen:
-        seen.add(current.id)
-        if current.manager_id == manager_id:
-            return True
-        current = users.get(current.manager_id)
-    return False
