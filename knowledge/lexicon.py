@@ -121,7 +121,7 @@ STOPWORDS = frozenset(
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff"
 _RUN = re.compile(rf"[{_CJK}]+|[0-9a-z]+(?:\.[0-9]+)?")
 _WORD = re.compile(rf"^[{_CJK}0-9a-z]+$")
-_lock = threading.Lock()
+_lock = threading.RLock()  # key_words holds it while _posseg() builds the tokenizer
 
 
 @lru_cache(maxsize=1)

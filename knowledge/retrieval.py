@@ -153,7 +153,10 @@ class Retriever:
             hits.append(Hit(chunk, doc, score * self.weight(doc), lex_rank.get(cid), dense_rank.get(cid)))
         hits.sort(key=lambda h: (-h.score, h.chunk.id))
         hits = hits[: max(k, cfg.rerank_depth)]
-        self.score_relevance(focus if focus and lexicon.key_words(focus) else question, hits)
+        if focus and focus != question and lexicon.key_words(focus):
+            self.score_relevance(focus, hits, background=question.replace(focus, ""))
+        else:
+            self.score_relevance(question, hits)
         if cfg.rerank_depth and mode == "hybrid":
             # the fused score, raised by how much of the question the passage holds and by whether it
             # holds the kind of answer asked for (a date, an amount, a time limit ...)
@@ -164,10 +167,16 @@ class Retriever:
             hits.sort(key=lambda h: (-h.score, h.chunk.id))
         return hits[:k]
 
-    def score_relevance(self, question: str, hits: Sequence[Hit]) -> None:
+    def score_relevance(self, question: str, hits: Sequence[Hit], background: str = "") -> None:
         """Set each hit's ``relevance`` (share of the question's content words it contains) and
-        ``missing`` (question nouns the knowledge base never mentions, not even as a homophone)."""
-        words = lexicon.key_words(question)
+        ``missing`` (question nouns the knowledge base never mentions, not even as a homophone).
+        ``background``: earlier questions of a follow-up; their words count 0.3 and their places are
+        not enforced (a follow-up naming a place, "那北京呢？", is judged on that place)."""
+        words = list(lexicon.key_words(question))
+        own = {w for w, _ in words}
+        earlier = [(w, noun) for w, noun in lexicon.key_words(background) if w not in own]
+        words += earlier
+        half = {w for w, _ in earlier}
         if not words or not hits:
             return
         nouns = [w for w, noun in words if noun]
@@ -182,10 +191,13 @@ class Retriever:
         missing = tuple(
             w
             for w in unknown
-            if (w.isascii() and len(w) > 1) or any(sound_df.get(t, 0) == 0 for t in sounds[w])
+            if w not in half
+            and ((w.isascii() and len(w) > 1) or any(sound_df.get(t, 0) == 0 for t in sounds[w]))
         )
         # a word the corpus never uses counts only when it is a noun; anything else is chatter
-        weighted = [(w, idf[w]) for w, noun in words if df.get(w, 0) > 0 or noun]
+        weighted = [
+            (w, idf[w] * (0.3 if w in half else 1.0)) for w, noun in words if df.get(w, 0) > 0 or noun
+        ]
         places = [p for p in PLACES if p in question]
         for hit in hits:
             context = _context(hit)

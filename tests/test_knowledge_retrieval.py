@@ -109,3 +109,9 @@ def test_follow_up_questions_use_the_previous_turn(example_knowledge) -> None:
     assert not follow.refused and follow.citations[0].document_id == "js-drg-2026"
     other_user = answerer.contextual_query("那过渡期结余能留多少呢", "lisi")
     assert other_user == "那过渡期结余能留多少呢"
+
+
+def test_a_follow_up_that_changes_the_region_is_refused_when_the_kb_lacks_it(example_knowledge) -> None:
+    answerer = Answerer(example_knowledge.retriever, AnswerConfig())
+    assert not answerer.ask("江苏DRG新方案啥时候执行", user="wangwu").refused
+    assert answerer.ask("那北京呢", user="wangwu").refused  # no Beijing DRG notice in the examples
