@@ -197,3 +197,56 @@ def test_retry_backoff_failure_and_stale_claims(engine: Engine) -> None:
     pushqueue.mark_sent(engine, b)
     fb = pushqueue.record_feedback(engine, b.id, "zhangsan", "down")
     assert fb is not None and fb.status == "acknowledged" and fb.feedback == "useless"
+
+
+def test_cli_push_preview_rerun_status(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app as cli
+    from storage.db import create_schema, make_engine
+    from storage.models import User
+
+    url = f"sqlite:///{tmp_path / 'salesbot.db'}"
+    monkeypatch.setenv("SALESBOT_HOME", str(tmp_path))
+    monkeypatch.setenv("SALESBOT_DATABASE_URL", url)
+    engine = make_engine(url)
+    create_schema(engine)
+    seed_org(engine, EXAMPLES / "org.yaml")
+    kb = KnowledgeBase(engine, VectorIndex(make_client(path=tmp_path / "chroma-test")), embedder)
+    ingest(kb, "js-drg-2026.md")
+    runner = CliRunner()
+
+    preview = runner.invoke(cli, ["push", "preview", "js-drg-2026"])
+    assert preview.exit_code == 0, preview.output
+    assert "将推送：代表 2 位（陈晨、刘洋）" in preview.output and "第八条" in preview.output
+    assert "【政策话术包】" in preview.output
+    assert (
+        runner.invoke(cli, ["push", "status", "js-drg-2026"]).output.strip() == "js-drg-2026：没有推送记录。"
+    )
+
+    rerun = runner.invoke(cli, ["push", "rerun", "js-drg-2026", "--json"])
+    assert rerun.exit_code == 0, rerun.output
+    assert len(json.loads(rerun.output)["created"]) == 3
+    # the org changes: 苏州大学附属第一医院 moves to 孙悦; a rerun reaches her, and nobody twice
+    with Session(engine) as session:
+        from storage.models import Customer
+
+        customer = session.get(Customer, "js-sdfy")
+        customer.owner_id = "sunyue"  # type: ignore[union-attr]
+        session.add(customer)
+        session.commit()
+        assert session.get(User, "sunyue") is not None
+    again = json.loads(runner.invoke(cli, ["push", "rerun", "js-drg-2026", "--json"]).output)
+    assert [p["user"] for p in again["pushes"] if p["kind"] == "talk_track"] == ["chenchen", "sunyue"]
+    assert len(again["created"]) == 1 and again["existing"] == 2
+
+    status = runner.invoke(cli, ["push", "status", "js-drg-2026", "--json"])
+    rows = json.loads(status.output)
+    assert sorted(r["user"] for r in rows) == ["chenchen", "lihua", "liuyang", "sunyue"]
+    assert {r["status"] for r in rows} == {"queued"}
+    text = runner.invoke(cli, ["push", "status", "js-drg-2026"]).output
+    assert "陈晨（talk_track）排队中" in text and "合计：排队中 4" in text
+    assert runner.invoke(cli, ["push", "preview", "nope"]).exit_code == 1
+    engine.dispose()
