@@ -146,6 +146,21 @@ def _finish(engine: Engine, push: Push, **values: Any) -> bool:
         return bool(result.rowcount)
 
 
+def release(engine: Engine, pushes: Sequence[Push]) -> None:
+    """Give claims back (a worker stopping mid-send); rows already finished are left alone."""
+    with session_scope(engine) as session:
+        for push in pushes:
+            session.exec(
+                update(Push)
+                .where(
+                    col(Push.id) == push.id,
+                    col(Push.claimed_by) == push.claimed_by,  # type: ignore[call-overload]
+                    col(Push.status) == "sending",
+                )
+                .values(status="queued", claimed_by=None)
+            )
+
+
 def mark_progress(engine: Engine, push: Push, parts_sent: int) -> None:
     with session_scope(engine) as session:
         session.exec(update(Push).where(col(Push.id) == push.id).values(parts_sent=parts_sent))  # type: ignore[call-overload]
