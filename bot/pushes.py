@@ -56,6 +56,7 @@ LEVELS = ("blue", "yellow", "orange", "red")
 CARE_FROM = "orange"
 FEEDBACK_PREFIX = "pfb"
 FEEDBACK_KINDS = ("talk_track", "care_pack")
+FIRST_SLICE, ENQUEUE_SLICE = 50, 500  # talk tracks queued together (the first ones sooner)
 
 
 def impact_config(settings: Settings) -> ImpactConfig:
@@ -148,8 +149,22 @@ def trigger_document(
     earlier = [int(v) for v in versions if int(v) < doc.version]
     updated = what_changed(versions[str(max(earlier))], current) if earlier else []
     impact = analyse(info, passages, org, config)
-    items = []
+    items: list[PushItem] = []
+    created: list[int] = []
+    existing = 0
+    pending = 0
+
+    def flush() -> None:  # queue in slices: the first reps are being sent to while the rest is built
+        nonlocal existing, pending
+        if not dry_run and len(items) > pending:
+            new, old = pushqueue.enqueue(engine, items[pending:], now)
+            created.extend(new)
+            existing += old
+        pending = len(items)
+
     for rep in impact.reps:
+        if len(items) - pending >= ENQUEUE_SLICE or (len(items) == FIRST_SLICE and pending == 0):
+            flush()
         track = build_talk_track(impact, rep, org, updated=updated)
         items.append(
             PushItem(
@@ -174,6 +189,8 @@ def trigger_document(
                 )
             )
     report = TriggerReport(impact, items, updated=updated, dry_run=dry_run)
+    flush()
+    report.created, report.existing = created, existing
     if dry_run:
         with Session(engine) as session:
             keys = [i.dedupe_key for i in items]
@@ -181,7 +198,6 @@ def trigger_document(
                 len(list(session.exec(select(Push.id).where(col(Push.dedupe_key).in_(keys))))) if keys else 0
             )
         return report
-    report.created, report.existing = pushqueue.enqueue(engine, items, now)
     with session_scope(engine) as session:
         stored = session.get(Document, doc.id)
         if stored is not None and stored.version == doc.version:

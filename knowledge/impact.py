@@ -179,6 +179,12 @@ class Impact:
     managers: dict[str, list[str]]  # manager id -> rep ids
     themes: list[str] = field(default_factory=list)
 
+    def customers_of(self, rep_id: str) -> list[CustomerHit]:
+        index = self.__dict__.get("_by_id")
+        if index is None:
+            index = self.__dict__["_by_id"] = {c.customer_id: c for c in self.customers}
+        return [index[c] for c in self.reps.get(rep_id, [])]
+
     @property
     def product_codes(self) -> list[str]:
         return [p.code for p in self.products]

@@ -134,7 +134,7 @@ def build_talk_track(
     impact: Impact, rep_id: str, org: OrgSnapshot, *, updated: Sequence[str] = ()
 ) -> TalkTrack:
     doc = impact.document
-    mine: list[CustomerHit] = [c for c in impact.customers if c.owner_id == rep_id]
+    mine: list[CustomerHit] = impact.customers_of(rep_id)
     codes = sorted({p for c in mine for p in c.products})
     products = [org.products[c] for c in codes if c in org.products]
     names = "、".join(p.name for p in products)
@@ -222,7 +222,7 @@ def manager_digest(impact: Impact, manager_id: str, org: OrgSnapshot) -> str:
         )
     ]
     for rep in reps:
-        customers = [c for c in impact.customers if c.owner_id == rep]
+        customers = impact.customers_of(rep)
         user = org.users.get(rep)
         lines.append(
             texts.TT_DIGEST_LINE.format(

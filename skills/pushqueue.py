@@ -59,30 +59,45 @@ def enqueue(engine: Engine, items: Sequence[PushItem], now: datetime | None = No
                     select(Push.dedupe_key).where(col(Push.dedupe_key).in_(keys[start : start + 500]))
                 )
             )
+        new: list[PushItem] = []
         for item in items:
             if item.dedupe_key in known:
                 existing += 1
                 continue
             known.add(item.dedupe_key)
-            row = Push(
-                dedupe_key=item.dedupe_key,
-                document_id=item.document_id,
-                document_version=item.document_version,
-                user_id=item.user_id,
-                kind=item.kind,
-                body=item.body,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            new.append(item)
+        try:  # all at once (one round trip per few hundred rows) ...
+            with session.begin_nested():
+                rows = [_row(item, now) for item in new]
+                session.add_all(rows)
+                session.flush()
+            return [r.id for r in rows], existing  # type: ignore[misc]
+        except IntegrityError:  # ... unless another process queued some of the same keys meanwhile
+            pass
+        for item in new:
+            row = _row(item, now)
             try:
                 with session.begin_nested():
                     session.add(row)
                     session.flush()
-            except IntegrityError:  # another process queued the same key a moment ago
+            except IntegrityError:
                 existing += 1
                 continue
             created.append(row.id)  # type: ignore[arg-type]
     return created, existing
+
+
+def _row(item: PushItem, now: datetime) -> Push:
+    return Push(
+        dedupe_key=item.dedupe_key,
+        document_id=item.document_id,
+        document_version=item.document_version,
+        user_id=item.user_id,
+        kind=item.kind,
+        body=item.body,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 def claim(
