@@ -183,3 +183,31 @@ async def test_opinion_event_orange_opens_grants_and_sends_care_packs(tmp_path: 
             )  # below orange: no pack
             with Session(app.engine) as session:
                 assert session.get(SubjectTags, ("region", "江苏")).tags["opinion_level"] == "blue"  # type: ignore
+
+
+async def test_wecom_split_talk_tracks_survive_45009_without_doubling_a_part(
+    tmp_path: Path, embedder
+) -> None:
+    from bot.pushes import trigger_document
+    from knowledge.base import DocumentMeta
+    from knowledge.impact import ImpactConfig
+    from tests.channel_support import AGENT_ID, CORP_ID, WECOM_SECRET, wecom_settings
+    from tests.fakes.wecom_api import FakeWeComServer
+
+    async with FakeWeComServer(CORP_ID, WECOM_SECRET, agent_id=AGENT_ID).running() as wc:
+        settings = settings_for(
+            tmp_path, **wecom_settings(wc), push_idle_seconds=0.05, push_retry_seconds=0.1
+        )
+        async with running_bot(settings, retry_window=0.3, max_backoff=0.05) as server:
+            app = server.runtime.app
+            kb = Knowledge.build(app.engine, KnowledgeConfig(home=tmp_path), embedder=embedder)
+            kb.kb.ingest_bytes("js-drg-2026.md", (DOCS / "js-drg-2026.md").read_bytes(), DocumentMeta())
+            wc.fail_next("message/send", errcode=45009, times=12)  # past the delivery's retry window
+            trigger_document(app.engine, "js-drg-2026", ImpactConfig())
+            await eventually(lambda: all(p.status == "sent" for p in pushes(app)), timeout=30)
+            for user in ("ChenChen", "LiuYang"):
+                texts = wc.sent_texts(user)
+                assert len(texts) >= 2  # over 2048 bytes: split in parts
+                assert sum("【政策话术包】" in t for t in texts) == 1  # no part sent twice
+                assert len(wc.sent_cards(user)) <= 1
+            assert any(p.attempts >= 2 for p in pushes(app))
