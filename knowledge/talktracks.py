@@ -139,7 +139,6 @@ def build_talk_track(
     products = [org.products[c] for c in codes if c in org.products]
     names = "、".join(p.name for p in products)
     citations = _citations(impact, codes)
-    mark = {c.clause: c.n for c in citations}
     changes = [f"{_short(c.clause, 90)}（{c.section or '正文'}）[{c.n}]" for c in citations] or [
         texts.TT_NO_CLAUSE.format(title=doc.title)
     ]
@@ -162,7 +161,13 @@ def build_talk_track(
     for theme in themes:
         template = texts.TT_POINT.get(theme)
         if template:
-            points.append(template.format(products=names or "我司产品", cite=first_cite))
+            words = THEMES[theme][0]  # cite the clause that speaks to this theme
+            hits = [(sum(c.clause.count(w) for w in words), -c.n, c) for c in citations]
+            best = max(hits, key=lambda h: h[:2]) if hits else None
+            cited = best[2] if best and best[0] > 0 else None
+            points.append(
+                template.format(products=names or "我司产品", cite=f"[{cited.n}]" if cited else first_cite)
+            )
     if doc.effective_date:
         points.append(texts.TT_POINT_DATE.format(date=doc.effective_date.isoformat()))
     points.append(texts.TT_POINT_NOTE)
@@ -182,7 +187,6 @@ def build_talk_track(
         issuer=doc.issuer or "—",
         date=doc.effective_date.isoformat() if doc.effective_date else "—",
     )
-    del mark
     return TalkTrack(
         rep_id,
         doc.id,

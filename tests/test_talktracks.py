@@ -96,6 +96,10 @@ def test_talk_track_content(kb: KnowledgeBase, engine: Engine) -> None:
     assert names[0] == "顾红" and "沈涛" in names
     assert "医保" in track["contacts"][0]["why"]
     assert "下一步" in text and "顾红" in track["next_step"]
+    # the cost point cites the clause on consumable prices (第八条), not just the first one
+    cost = next(p for p in track["points"] if p.startswith("帮科室算总账"))
+    cited = next(c for c in track["citations"] if f"[{c['n']}]" in cost)
+    assert "第八条" in cited["section"]
     assert len(text) < 4096
     digest = next(i for i in report.items if i.kind == "digest").body["text"]
     assert "陈晨" in digest and "刘洋" in digest
