@@ -47,7 +47,9 @@ def build_app(settings: Settings) -> App:
     register_binding(router, engine)
     actions = register_actions(router, settings, engine)
     knowledge = knowledge_factory(settings, engine)
-    register_knowledge(router, knowledge)
+    from bot.pushes import after_ingest
+
+    register_knowledge(router, knowledge, on_ingest=lambda result: after_ingest(engine, settings, result))
     register_signals(router, engine, health_config(settings), note_extractor(settings))
     # a note or an event that changes tags re-runs the permission rules in the same transaction
     tag_hooks.register_in_transaction(actions.on_tag_changes, bind=engine, key="permissions")
@@ -56,4 +58,7 @@ def build_app(settings: Settings) -> App:
     from bot.jobs_signals import register_event_api  # it imports App
 
     register_event_api(application)
+    from bot.pushes import register_pushes
+
+    register_pushes(application)
     return application

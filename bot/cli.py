@@ -14,6 +14,7 @@ from bot.channels.terminal import TerminalChannel
 from bot.cli_bench import bench_app
 from bot.cli_kb import ingest_examples
 from bot.cli_kb import register as register_kb_cli
+from bot.cli_push import register as register_push_cli
 from bot.cli_serve import register as register_serve_commands
 from bot.cli_signals import register_cli as register_signals_cli
 from bot.settings import SettingsError, load_settings
@@ -79,6 +80,7 @@ cli_rules.register(app, _app)
 register_signals_cli(app, _app)
 register_serve_commands(app)  # serve, users invite, bench channels (bot/cli_serve.py)
 register_kb_cli(app, _app)
+register_push_cli(app, _app)
 app.add_typer(bench_app, name="bench")
 
 

@@ -60,6 +60,7 @@ def ingest_files(
     as_json: bool = False,
     quiet: bool = False,
     batch: int = 16,
+    on_ingest: Callable[[IngestResult], str | None] | None = None,
 ) -> int:
     """Ingest each file on its own (one failure does not stop the rest), ``batch`` files per call to
     the model; returns the number of failures."""
@@ -87,6 +88,10 @@ def ingest_files(
                 if isinstance(outcome, IngestResult):
                     record = {"file": str(path), **outcome.as_dict(), "error": None}
                     line = f"{path}: {outcome.message}"
+                    triggered = on_ingest(outcome) if on_ingest is not None else None
+                    if triggered:
+                        record["pushes"] = triggered
+                        line += "\n" + triggered
                 else:
                     failures += 1
                     reason = (
@@ -114,6 +119,7 @@ def kb_ingest(
     title: Annotated[str | None, typer.Option(help="标题（默认取文件里的标题）")] = None,
     product: Annotated[list[str] | None, typer.Option(help="涉及的产品编码，可重复")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="每个文件输出一行 JSON")] = False,
+    no_push: Annotated[bool, typer.Option("--no-push", help="只入库，不做影响分析、不排队推送")] = False,
 ) -> None:
     """入库文档：全部成功或不留痕迹；相同内容不重复入库；同名文件入库为新版本。"""
     when = None
@@ -131,8 +137,12 @@ def kb_ingest(
         effective_date=when,
         products=list(product or []),
     )
-    _, kb = _knowledge()
-    failures = ingest_files(kb, _expand(paths, meta), as_json=as_json)
+    application, kb = _knowledge()
+    from bot.pushes import after_ingest
+
+    failures = ingest_files(kb, _expand(paths, meta), as_json=as_json,
+                            on_ingest=None if no_push else
+                            (lambda result: after_ingest(application.engine, application.settings, result)))
     raise typer.Exit(1 if failures else 0)
 
 

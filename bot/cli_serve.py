@@ -84,6 +84,19 @@ def bench_channels(reps: Annotated[int, typer.Option(help="同时发消息的销
 bench_app.command("channels")(bench_channels)
 
 
+def bench_fanout(reps: Annotated[int, typer.Option(help="受影响的销售代表数（每人一条推送）")] = 10000,
+                 rounds: Annotated[int, typer.Option(help="重复几轮（取中位数）")] = 1,
+                 rate: Annotated[float, typer.Option(help="Telegram 发送限速（条/秒）")] = 30.0,
+                 batch: Annotated[int, typer.Option(help="推送进程同时在途的条数")] = 60) -> None:
+    """一条政策推送给 N 名代表：经本机假 Telegram 服务器（30 条/秒、每个会话 1 条/秒）。"""
+    from bot.bench_fanout import run_fanout_bench
+
+    typer.echo(run_fanout_bench(reps=reps, rounds=rounds, rate=rate, batch=batch))
+
+
+bench_app.command("fanout")(bench_fanout)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``serve`` and ``users``; ``bench channels`` joins the shared bench group."""
     app.command()(serve)

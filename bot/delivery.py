@@ -184,6 +184,14 @@ class Delivery:
                     self._park(channel.name, account, part, error)
         return ok
 
+    async def send_once(self, channel_name: str, account: str, part: Reply) -> SendError | None:
+        """Send one part (already split) with pacing and retries but without parking it: for callers
+        that keep their own durable queue (the push queue). None on success, else the last error."""
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return SendError(f"channel {channel_name} not running")
+        return await self._attempt(channel, lambda: channel.send(account, part))
+
     async def _edit(self, pressed: Incoming, reply: Reply) -> bool:
         channel = self.channels.get(pressed.channel)
         if channel is None:

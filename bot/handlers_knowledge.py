@@ -14,7 +14,7 @@ from bot.router import Router, Turn
 from bot.settings import Settings
 from knowledge import texts
 from knowledge.answer import AnswerConfig
-from knowledge.base import LIBRARIES, DocumentMeta, IngestError
+from knowledge.base import LIBRARIES, DocumentMeta, IngestError, IngestResult
 from knowledge.retrieval import RetrievalConfig
 from knowledge.service import Knowledge, KnowledgeConfig
 from storage.models import Role
@@ -46,7 +46,9 @@ def knowledge_factory(settings: Settings, engine: Engine) -> Callable[[], Knowle
     return cache(lambda: Knowledge.build(engine, knowledge_config(settings)))
 
 
-def register_knowledge(router: Router, knowledge: Callable[[], Knowledge]) -> None:
+def register_knowledge(router: Router, knowledge: Callable[[], Knowledge],
+                       on_ingest: Callable[[IngestResult], str | None] | None = None) -> None:
+    """``on_ingest(result)`` (impact analysis and pushes) may add a paragraph to the upload summary."""
     async def ask(turn: Turn) -> Reply:
         kb = knowledge()
         answer = await asyncio.to_thread(kb.ask, turn.args, user=turn.user.id)
@@ -66,6 +68,7 @@ def register_knowledge(router: Router, knowledge: Callable[[], Knowledge]) -> No
         except IngestError as exc:
             return Reply(str(exc))
         doc = result.document
+        triggered = await asyncio.to_thread(on_ingest, result) if on_ingest is not None else None
         return Reply(
             texts.UPLOAD_SUMMARY.format(
                 result=result.message,
@@ -76,6 +79,7 @@ def register_knowledge(router: Router, knowledge: Callable[[], Knowledge]) -> No
                 products="、".join(doc.product_codes) or "—",
             )
             + ("" if found else "\n" + texts.UPLOAD_HELP)
+            + (f"\n\n{triggered}" if triggered else "")
         )
 
     router.on_file(upload, roles=[Role.admin])

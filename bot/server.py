@@ -60,6 +60,7 @@ class Runtime:
     jobs: list[asyncio.Task[None]] = field(default_factory=list)
     scheduler: Any = None  # APScheduler AsyncIOScheduler for clock-time jobs (the daily digest)
     outbox_interval: float = 30.0  # how often parked sends are tried again
+    pushes: Any = None  # bot.pushes.PushDrainer: drains the durable push queue (talk tracks, care packs)
 
     @property
     def channels(self) -> list[Channel]:
@@ -76,6 +77,8 @@ class Runtime:
             self.started.append(channel)
         self.jobs = [asyncio.create_task(self._every(seconds, job)) for seconds, job in self.app.api.jobs]
         self.jobs.append(asyncio.create_task(self._every(self.outbox_interval, self._retry_parked)))
+        if self.pushes is not None:
+            self.jobs.append(asyncio.create_task(self.pushes.run()))
         self.scheduler = _start_scheduler(self)
 
     async def _retry_parked(self, now: datetime) -> list[Reply]:
@@ -121,6 +124,9 @@ def build_runtime(app: App, *, retry_window: float = 600.0, telegram_poll_timeou
     runtime = Runtime(app, metrics, delivery, conversation, uploads=UploadLinks(s.public_url),
                       outbox_interval=outbox_interval)
     runtime.uploads.register(app.router)  # type: ignore[union-attr]
+    from bot.pushes import PushDrainer
+
+    runtime.pushes = PushDrainer.from_settings(app.engine, delivery, s)
     _schedule_due_approvals(app, approvals_interval)
     max_upload = s.max_upload_mb * 1024 * 1024
     if s.telegram_enabled:

@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     digest_timezone: str = "Asia/Shanghai"
 
     admin_tokens: list[SecretStr] = Field(default_factory=list, description="Bearer tokens for /api/.")
+
+    # policy-triggered pushes (issue 6)
+    impact_min_score: float = Field(0.5, description="Score a product match needs to count (0-1).")
+    impact_metadata_score: float = Field(0.6, description="Score of products named in metadata.")
+    impact_include_won: bool = Field(True, description="Customers with a won opportunity count as affected.")
+    push_libraries: list[str] = Field(default_factory=lambda: ["policy", "sentiment"],
+                                      description="Libraries whose uploads run impact analysis (JSON).")
+    push_batch: int = Field(60, description="Pushes one worker claims at a time (one per recipient).")
+    push_idle_seconds: float = Field(0.5, description="How often an idle worker looks for queued pushes.")
+    push_lease_seconds: float = Field(300.0, description="A claim older than this returns to the queue.")
+    push_max_attempts: int = Field(8, description="Send attempts before a push is marked failed.")
+    push_retry_seconds: float = Field(5.0, description="First back-off of a failed push (doubles).")
+    push_manager_digest: bool = Field(True, description="Managers get a digest of their team's pushes.")
     log_json: bool = False
 
     @model_validator(mode="after")

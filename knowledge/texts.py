@@ -50,3 +50,54 @@ UPLOAD_HELP = (
 )
 DOCS_EMPTY = "知识库里还没有文档。"
 DOCS_HEADER = "知识库共有 {count} 篇文档："
+
+# talk tracks (knowledge/talktracks.py) -------------------------------------------------------
+TT_HEADER = "【政策话术包】《{title}》\n发文：{issuer}；执行：{date}"
+TT_UPDATED = "🔄 本文件已更新为第 {version} 版，和上一版相比的变化："
+TT_REMOVED = "（已删除）"
+TT_CHANGES = "一、变化要点"
+TT_MEANING = "二、对你的客户和产品意味着什么"
+TT_POINTS = "三、沟通要点"
+TT_CONTACTS = "四、优先拜访（按影响力和相关度排序）"
+TT_NEXT = "五、下一步"
+TT_SOURCES = "依据："
+TT_NO_CLAUSE = "《{title}》涉及你负责的产品（见上传时的标注）"
+TT_OPP = "商机 {id}（{products}，{stage}，{amount}{status}）"
+TT_INSTALLED = "，已装机/已赢单"
+TT_POINT_OPEN = "先讲清变化：用一句话说明《{title}》改了什么、何时执行，附原文条款 {cite}。"
+TT_POINT = {
+    "cost": "帮科室算总账：{products}在病组打包/集采后是成本项，"
+            "用“单例总费用、并发症和再手术减少”讲价值，而不是只比单价 {cite}。",
+    "clinical": "临床价值再定位：向临床主任说明{products}的临床证据（手术时间、愈合/通畅率、翻修率），"
+                "帮助病例留在病组标准内 {cite}。",
+    "equipment": "设备与供应：向设备科说明{products}的配置、维保和供应保障安排，提前解答配置许可和验收问题。",
+    "compliance": "合规口径：涉及质量、检查或舆情时只用公司统一口径，不评论、不猜测，不贬低竞品。",
+}
+TT_POINT_DATE = "时间窗口：{date} 起执行，执行前完成关键科室的沟通和测算。"
+TT_POINT_NOTE = "收集反馈：见面后用 /note 记录客户的顾虑和竞品动向，便于经理支持。"
+TT_WHY = {
+    "cost": "关注{focus}，本次变化直接影响医保支付和科室成本",
+    "equipment": "关注{focus}，涉及设备配置、维保与供应",
+    "clinical": "关注{focus}，病组和临床使用规则有变",
+    "compliance": "关注{focus}，涉及质量与合规要求",
+}
+TT_WHY_AREA = "分管{focus}，是相关产品的直接使用方"
+TT_WHY_INFLUENCE = "决策影响力高"
+TT_NEXT_STEP = ("本周内约见{customer}{title}{name}，带上{products}的病组成本/临床证据材料；"
+                "见面后用 /note 记录反馈。")
+TT_NEXT_STEP_NO_CONTACT = "本周内拜访{customers}的关键科室，核实政策影响并用 /note 记录。"
+TT_DIGEST_HEADER = "【团队推送汇总】《{title}》（第 {version} 版）已推送给你团队的 {count} 位代表："
+TT_DIGEST_LINE = "· {rep}：{customers}（{opps} 个商机）"
+TT_DIGEST_FOOT = "查看送达和反馈：salesbot push status {doc}"
+
+# public-opinion care packs ------------------------------------------------------------------
+LEVEL_NAMES = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
+CARE_HEADER = "【舆情关怀包·{level}】{title}"
+CARE_FACTS = "一、事实"
+CARE_WORDING = "二、统一口径"
+CARE_OFFERS = "三、你现在可以提供"
+CARE_CUSTOMERS = "四、需要关注的客户"
+CARE_FOOT = "不要在社交媒体评论或转发；媒体采访请转品牌与公共事务部。"
+CARE_DEFAULT_WORDING = ("公司高度关注相关报道，目前没有信息显示涉及我公司产品，"
+                        "公司产品均可通过唯一标识全程追溯。")
+CARE_OFFER_DEFAULT = "如客户反映疑似质量问题，24 小时内通过不良事件系统上报，并告知区域经理。"

@@ -232,6 +232,12 @@ class Push(SQLModel, table=True):
     sent_at: datetime | None = _when()
     feedback: str | None = None
     created_at: datetime = _when(nullable=False)
+    # issue 6: the durable push queue (skills/pushqueue.py)
+    claimed_by: str | None = Field(default=None, description="claim token of the worker sending it")
+    claimed_at: datetime | None = _when()
+    parts_sent: int = Field(default=0, description="parts of a split message already delivered")
+    last_error: str = ""
+    acknowledged_at: datetime | None = _when()
 
 
 class AuditLog(SQLModel, table=True):

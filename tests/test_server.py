@@ -68,7 +68,7 @@ async def test_health_metrics_and_admin_api_over_a_socket(tmp_path: Path) -> Non
         resp = await http.post("/api/events/signal", json={"customer": "bj-xiehe"}, headers=AUTH)
         assert resp.json() == {"result": {"seen": "bj-xiehe"}}
         kinds = (await http.get("/api/events", headers=AUTH)).json()
-        assert kinds == {"kinds": ["journey", "signal", "tags"]}
+        assert kinds == {"kinds": ["journey", "opinion", "signal", "tags"]}
         resp = await http.post("/api/messages", json={"user": "zhangsan", "text": "hi"}, headers=AUTH)
         assert resp.status_code == 409  # no channel reaches him in this set-up
 
