@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from bot.app import App
-from bot.pushes import impact_config, trigger_document, user_names
+from bot.pushes import impact_config, talk_track_writer, trigger_document, user_names
 from skills import pushqueue
 
 push_app = typer.Typer(help="政策推送：预览、重新分析、送达状态", no_args_is_help=True)
@@ -42,7 +42,8 @@ def register(app: typer.Typer, make_app: Callable[[], App]) -> None:
         s = application.settings
         try:
             report = trigger_document(
-                application.engine, doc, impact_config(s), dry_run=dry_run, digest=s.push_manager_digest
+                application.engine, doc, impact_config(s), dry_run=dry_run, digest=s.push_manager_digest,
+                writer=talk_track_writer(s),
             )
         except LookupError as exc:
             typer.echo(str(exc), err=True)

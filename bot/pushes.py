@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -43,7 +44,14 @@ from knowledge.impact import (
     match_products,
     passages_of,
 )
-from knowledge.talktracks import CarePack, build_talk_track, manager_digest, what_changed
+from knowledge.talktracks import (
+    CarePack,
+    TalkTrack,
+    build_talk_track,
+    manager_digest,
+    what_changed,
+    write_with_llm,
+)
 from skills import pushqueue
 from skills.pushqueue import PushItem
 from storage.db import session_scope
@@ -57,6 +65,17 @@ CARE_FROM = "orange"
 FEEDBACK_PREFIX = "pfb"
 FEEDBACK_KINDS = ("talk_track", "care_pack")
 FIRST_SLICE, ENQUEUE_SLICE = 50, 500  # talk tracks queued together (the first ones sooner)
+
+
+def talk_track_writer(settings: Settings) -> Callable[[TalkTrack], TalkTrack] | None:
+    """The LLM talk-track writer when SALESBOT_LLM_* is set; None = the template tracks."""
+    if not (settings.llm_base_url and settings.llm_model):
+        return None
+    from knowledge.answer import make_llm
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    llm = make_llm(settings.llm_base_url, settings.llm_model, key, settings.llm_timeout)
+    return partial(write_with_llm, llm=llm)
 
 
 def impact_config(settings: Settings) -> ImpactConfig:
@@ -135,6 +154,7 @@ def trigger_document(
     dry_run: bool = False,
     digest: bool = True,
     now: datetime | None = None,
+    writer: Callable[[TalkTrack], TalkTrack] | None = None,
 ) -> TriggerReport:
     """Impact analysis of the document's current version and, unless ``dry_run``, its pushes queued."""
     with Session(engine) as session:
@@ -166,6 +186,8 @@ def trigger_document(
         if len(items) - pending >= ENQUEUE_SLICE or (len(items) == FIRST_SLICE and pending == 0):
             flush()
         track = build_talk_track(impact, rep, org, updated=updated)
+        if writer is not None and not dry_run:
+            track = writer(track)
         items.append(
             PushItem(
                 f"doc:{doc.id}:v{doc.version}:{rep}",
@@ -233,7 +255,8 @@ def after_ingest(engine: Engine, settings: Settings, result: Any) -> str | None:
         return "内容和已入库的版本相同：不重复推送。"
     try:
         report = trigger_document(
-            engine, doc.id, impact_config(settings), digest=settings.push_manager_digest
+            engine, doc.id, impact_config(settings), digest=settings.push_manager_digest,
+            writer=talk_track_writer(settings),
         )
     except Exception:
         log.exception("impact analysis failed", extra={"document": doc.id})

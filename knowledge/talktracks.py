@@ -3,18 +3,22 @@
 Template-based and deterministic: every sentence is built from the evidence (cited clauses, the
 rep's customers and opportunities, their contacts), so nothing is invented. ``TalkTrack.as_dict``
 is what the push queue stores; ``render`` is the chat text (kept under Telegram's 4096 limit).
+With an LLM configured, ``write_with_llm`` rewrites the talking points from the same evidence.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from knowledge import texts
 from knowledge.impact import THEMES, CustomerHit, Impact, OrgSnapshot
 from storage.models import Contact, Product
 
+log = logging.getLogger(__name__)
 AREA_BY_PREFIX = {"GK": "骨科", "XN": "心血管", "YX": "影像", "SW": "检验"}
 MAX_TEXT = 3500
 
@@ -50,6 +54,7 @@ class TalkTrack:
     citations: list[Citation]
     updated: list[str] = field(default_factory=list)  # a new version: what changed since the last one
     header: str = ""
+    written_by: str = "template"  # or "llm" (points and next step rewritten from the same evidence)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,3 +268,45 @@ class CarePack:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def write_with_llm(track: TalkTrack, llm: Any) -> TalkTrack:
+    """The LLM rewrites the talking points and the next step from the track's own evidence.
+
+    What changed, the accounts, the contacts and the citations stay as analysed. Marks that cite no
+    clause of the track are dropped; an error, a timeout, or an answer without 3-5 cited points
+    keeps the template track (logged), so a rep never gets an uncited talk track.
+    """
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    clauses = "\n".join(f"[{c.n}] {c.section or '正文'}：{_fence(c.clause)}" for c in track.citations)
+    contacts = "\n".join(f"{c.name}（{c.customer}·{c.title}）：{c.why}" for c in track.contacts)
+    prompt = texts.TT_LLM_USER.format(clauses=clauses, meaning=_fence("\n".join(track.meaning)),
+                                      contacts=_fence(contacts))
+    try:
+        reply = llm.invoke([SystemMessage(texts.TT_LLM_SYSTEM), HumanMessage(prompt)],
+                           config={"run_name": "salesbot-talk-track"})
+        content = reply.content if isinstance(reply.content, str) else str(reply.content)
+    except Exception as exc:  # timeout, connection refused, HTTP error ...
+        log.warning("LLM talk track failed, keeping the template: %s", exc)
+        return track
+    valid = {c.n for c in track.citations}
+    points: list[str] = []
+    next_step = track.next_step
+    for line in (raw.strip() for raw in content.splitlines()):
+        if line.startswith(texts.TT_LLM_NEXT):
+            next_step = line.removeprefix(texts.TT_LLM_NEXT).strip() or next_step
+            continue
+        line = re.sub(r"^(\d+[.、)]|[-·•])\s*", "", line)
+        kept = re.sub(r"\[(\d+)\]", lambda m: m.group(0) if int(m.group(1)) in valid else "", line).strip()
+        if re.search(r"\[\d+\]", kept):
+            points.append(kept)
+    if not 3 <= len(points) <= 5:
+        log.warning("LLM talk track had %d cited points; keeping the template", len(points))
+        return track
+    return replace(track, points=points, next_step=next_step, written_by="llm")
+
+
+def _fence(text: str) -> str:
+    """Keep document text from closing our data tags."""
+    return text.replace("<", "‹").replace(">", "›")
