@@ -167,10 +167,10 @@ class Answerer:
     def _llm_answer(self, question: str, citations: list[Citation]) -> Answer | None:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        passages = "\n".join(f"[{c.n}] 《{c.title}》{c.section}：{_fence(c.text)}" for c in citations)
+        passages = "\n".join(f"[{c.n}] 《{c.title}》{c.section}：{fence(c.text)}" for c in citations)
         messages = [
             SystemMessage(texts.LLM_SYSTEM),
-            HumanMessage(texts.LLM_USER.format(passages=passages, question=_fence(question))),
+            HumanMessage(texts.LLM_USER.format(passages=passages, question=fence(question))),
         ]
         try:
             reply = self.llm.invoke(messages, config={"run_name": "salesbot-answer"})
@@ -243,5 +243,6 @@ def _citation(n: int, hit: Hit) -> Citation:
     )
 
 
-def _fence(text: str) -> str:
-    return text.replace("<资料>", "").replace("</资料>", "")
+def fence(text: str) -> str:
+    """Keep document or user text from opening or closing our data tags in an LLM prompt."""
+    return text.replace("<", "‹").replace(">", "›")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from knowledge import texts
+from knowledge.answer import fence
 from knowledge.impact import THEMES, CustomerHit, Impact, OrgSnapshot
 from storage.models import Contact, Product
 
@@ -279,10 +280,10 @@ def write_with_llm(track: TalkTrack, llm: Any) -> TalkTrack:
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    clauses = "\n".join(f"[{c.n}] {c.section or '正文'}：{_fence(c.clause)}" for c in track.citations)
+    clauses = "\n".join(f"[{c.n}] {c.section or '正文'}：{fence(c.clause)}" for c in track.citations)
     contacts = "\n".join(f"{c.name}（{c.customer}·{c.title}）：{c.why}" for c in track.contacts)
-    prompt = texts.TT_LLM_USER.format(clauses=clauses, meaning=_fence("\n".join(track.meaning)),
-                                      contacts=_fence(contacts))
+    prompt = texts.TT_LLM_USER.format(clauses=clauses, meaning=fence("\n".join(track.meaning)),
+                                      contacts=fence(contacts))
     try:
         reply = llm.invoke([SystemMessage(texts.TT_LLM_SYSTEM), HumanMessage(prompt)],
                            config={"run_name": "salesbot-talk-track"})
@@ -305,8 +306,3 @@ def write_with_llm(track: TalkTrack, llm: Any) -> TalkTrack:
         log.warning("LLM talk track had %d cited points; keeping the template", len(points))
         return track
     return replace(track, points=points, next_step=next_step, written_by="llm")
-
-
-def _fence(text: str) -> str:
-    """Keep document text from closing our data tags."""
-    return text.replace("<", "‹").replace(">", "›")
