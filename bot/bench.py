@@ -56,13 +56,19 @@ def _bigrams(text: str) -> set[str]:
     return {text[i:i + 2] for i in range(len(text) - 1)}
 
 
-def _fakes() -> Any:
+def fake_telegram_server() -> Any:
+    """The test suite's fake Bot API server class (benchmarks run against it on loopback)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     try:
         from tests.fakes.telegram_api import FakeTelegramServer
     except ImportError as exc:  # pragma: no cover - only without the dev install
         raise SystemExit(f"bench needs the development install and the source tree: {exc}") from exc
+    return FakeTelegramServer
+
+
+def _fakes() -> Any:
+    FakeTelegramServer = fake_telegram_server()
 
     class TimedFake(FakeTelegramServer):
         def __init__(self, *args: Any, **kwargs: Any):

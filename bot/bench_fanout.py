@@ -18,7 +18,6 @@ import asyncio
 import logging
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,19 +25,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bot.bench import ROOT, fake_telegram_server
+
 TOKEN = "800001:FANOUT-token"
 FIRST_CHAT = 900000
 LIMIT = 30.0
 
 
 def _fake() -> Any:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        from tests.fakes.telegram_api import FakeTelegramServer
-    except ImportError as exc:  # pragma: no cover - only without the dev install
-        raise SystemExit(f"bench needs the development install and the source tree: {exc}") from exc
+    FakeTelegramServer = fake_telegram_server()
 
     class Recording(FakeTelegramServer):
         def __init__(self, *args: Any, **kwargs: Any):

@@ -79,47 +79,27 @@ def register_actions(router: Router, settings: Settings, engine: Engine) -> Acti
     def usage(name: str) -> Reply:
         return Reply(texts.ACTION_USAGE[name])
 
-    @router.command("comp", "为客户申请补偿包（元）", roles=REQUESTERS, usage="客户 金额 [原因]")
-    async def comp(turn: Turn) -> list[Reply] | Reply:
-        parts = turn.args.split(maxsplit=2)
-        if len(parts) < 2:
-            return usage("comp")
-        return await run_request(
-            turn, "compensation", parts[0], {"amount": parts[1], "reason": parts[2] if len(parts) > 2 else ""}
-        )
+    def request_command(name: str, summary: str, usage_text: str, skill: str, param: str | None,
+                        extra: str = "reason") -> None:
+        """``/name 客户 <param> [extra]``; ``param`` None means ``/name 客户 [extra]``."""
+        needed = 2 if param else 1
 
-    @router.command(
-        "price", "为客户的报价调价（百分比，可正可负）", roles=REQUESTERS, usage="客户 百分比 [原因]"
-    )
-    async def price(turn: Turn) -> list[Reply] | Reply:
-        parts = turn.args.split(maxsplit=2)
-        if len(parts) < 2:
-            return usage("price")
-        return await run_request(
-            turn,
-            "price_adjust",
-            parts[0],
-            {"percent": parts[1], "reason": parts[2] if len(parts) > 2 else ""},
-        )
+        async def handler(turn: Turn) -> list[Reply] | Reply:
+            parts = turn.args.split(maxsplit=needed)
+            if len(parts) < needed:
+                return usage(name)
+            params = {param: parts[1]} if param else {}
+            params[extra] = parts[needed] if len(parts) > needed else ""
+            return await run_request(turn, skill, parts[0], params)
 
-    @router.command("repair", "为客户申请免费维修或换新", roles=REQUESTERS, usage="客户 [设备/原因]")
-    async def repair(turn: Turn) -> list[Reply] | Reply:
-        parts = turn.args.split(maxsplit=1)
-        if not parts:
-            return usage("repair")
-        return await run_request(turn, "free_repair", parts[0], {"item": parts[1] if len(parts) > 1 else ""})
+        router.command(name, summary, roles=REQUESTERS, usage=usage_text)(handler)
 
-    @router.command("warranty", "为客户申请延保（月）", roles=REQUESTERS, usage="客户 月数 [原因]")
-    async def warranty(turn: Turn) -> list[Reply] | Reply:
-        parts = turn.args.split(maxsplit=2)
-        if len(parts) < 2:
-            return usage("warranty")
-        return await run_request(
-            turn,
-            "extended_warranty",
-            parts[0],
-            {"months": parts[1], "reason": parts[2] if len(parts) > 2 else ""},
-        )
+    request_command("comp", "为客户申请补偿包（元）", "客户 金额 [原因]", "compensation", "amount")
+    request_command("price", "为客户的报价调价（百分比，可正可负）", "客户 百分比 [原因]",
+                    "price_adjust", "percent")
+    request_command("repair", "为客户申请免费维修或换新", "客户 [设备/原因]", "free_repair", None,
+                    extra="item")
+    request_command("warranty", "为客户申请延保（月）", "客户 月数 [原因]", "extended_warranty", "months")
 
     @router.intent(COMP_INTENT, roles=REQUESTERS)
     async def comp_text(turn: Turn) -> list[Reply]:
